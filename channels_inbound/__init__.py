@@ -1,0 +1,1 @@
+"""Channel providers: one subpackage per provider (twilio, webchat, email) and their endpoints."""

@@ -1,0 +1,21 @@
+"""The one Celery app. Jobs live in each app's jobs.py and only call services."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "contactcenter.settings")
+
+app = Celery("contactcenter")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks(related_name="jobs")
+
+# Periodic sweeps. Every sweep is idempotent: a duplicate run, or one killed half-way, fires each
+# action once, because the services it calls claim each due row with a compare-and-set.
+app.conf.beat_schedule = {
+    "record-worker-heartbeat": {
+        "task": "contactcenter.jobs.record_worker_heartbeat",
+        "schedule": 10.0,
+        "options": {"expires": 10.0},
+    },
+}

@@ -1,0 +1,46 @@
+"""Readiness checks: can this process reach PostgreSQL and Redis right now?"""
+
+import time
+
+import redis
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
+
+HEARTBEAT_KEY = "worker-heartbeat"
+
+
+def check_postgres() -> str | None:
+    """None when PostgreSQL answers, else what went wrong."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception as error:  # any failure means "not ready"; the message says which
+        return f"{type(error).__name__}: {error}".strip()
+    return None
+
+
+def check_redis() -> str | None:
+    """None when Redis answers PING within a second, else what went wrong."""
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        client.ping()
+    except Exception as error:
+        return f"{type(error).__name__}: {error}".strip()
+    finally:
+        client.close()
+    return None
+
+
+def worker_heartbeat_record() -> None:
+    """Called by the worker every few seconds, so readiness can say how long ago one was alive."""
+    cache.set(HEARTBEAT_KEY, time.time(), timeout=3600)
+
+
+def worker_heartbeat_age_seconds() -> float | None:
+    try:
+        last = cache.get(HEARTBEAT_KEY)
+    except Exception:
+        return None
+    return None if last is None else round(time.time() - last, 1)

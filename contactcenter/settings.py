@@ -1,0 +1,180 @@
+"""Switchboard settings, all read from the environment (see .env.example).
+
+There is one settings module for every use — the run command, the test command and production —
+so what is tested is what runs. The run command fills DATABASE_URL, REDIS_URL and SECRET_KEY with
+its embedded engines when they are not set.
+"""
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+from contactcenter.env import (
+    database_settings_from_url,
+    read_bool,
+    read_int,
+    read_list,
+    read_str,
+    read_url,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = read_bool("DEBUG", default=False)
+SECRET_KEY = read_str("SECRET_KEY")
+if len(SECRET_KEY) < 32:
+    raise ImproperlyConfigured("SECRET_KEY must be at least 32 characters long")
+
+ALLOWED_HOSTS = read_list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+
+# The base URL the channel providers (Twilio, the email relay) see. Behind a proxy the request's own
+# URL differs from the one they signed, so webhook signatures are checked against this one.
+PUBLIC_BASE_URL = read_url("PUBLIC_BASE_URL", default=None, schemes=("http", "https"))
+if PUBLIC_BASE_URL:
+    PUBLIC_BASE_URL = PUBLIC_BASE_URL.rstrip("/")
+    _public_host = urlsplit(PUBLIC_BASE_URL).hostname
+    if _public_host and _public_host not in ALLOWED_HOSTS and "*" not in ALLOWED_HOSTS:
+        ALLOWED_HOSTS.append(_public_host)
+    CSRF_TRUSTED_ORIGINS = [PUBLIC_BASE_URL]
+
+# Cookies are marked Secure whenever the public URL is https; a plain-http demo on 127.0.0.1 could
+# not sign in otherwise.
+_served_over_https = bool(PUBLIC_BASE_URL and PUBLIC_BASE_URL.startswith("https://"))
+SECURE_COOKIES = read_bool("SECURE_COOKIES", default=_served_over_https)
+SESSION_COOKIE_SECURE = SECURE_COOKIES
+CSRF_COOKIE_SECURE = SECURE_COOKIES
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+if _served_over_https:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+
+INSTALLED_APPS = [
+    "contactcenter.apps.SwitchboardAdminConfig",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "django_htmx",
+    "contactcenter",
+    "conversations",
+    "tasks",
+    "channels_inbound",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "contactcenter.middleware.CurrentTenantMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "contactcenter.urls"
+ASGI_APPLICATION = "contactcenter.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "contactcenter.middleware.tenant_context_processor",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = read_url("DATABASE_URL", schemes=("postgres", "postgresql"))
+DATABASES = {"default": database_settings_from_url(DATABASE_URL)}
+DATABASES["default"]["CONN_MAX_AGE"] = read_int("DATABASE_CONN_MAX_AGE", default=60, minimum=0)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"]["TEST"] = {"NAME": read_str("TEST_DATABASE_NAME", default=None)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = read_url("REDIS_URL", schemes=("redis", "rediss"))
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": read_str("CACHE_KEY_PREFIX", default="switchboard"),
+    }
+}
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            "hosts": [REDIS_URL],
+            "prefix": read_str("CHANNEL_LAYER_PREFIX", default="switchboard"),
+            "capacity": 1000,
+            "expiry": 60,
+            "group_expiry": 86400,
+        },
+    }
+}
+
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+# Served by WhiteNoise straight from static/ in every mode, so no collectstatic step is needed.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+MEDIA_URL = "/media/"
+MEDIA_ROOT = Path(read_str("MEDIA_ROOT", default=str(BASE_DIR / ".switchboard" / "media")))
+
+# Celery: one app (contactcenter/celery.py); jobs live in each app's jobs.py.
+CELERY_BROKER_URL = REDIS_URL
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TIMEZONE = "UTC"
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Redis re-delivers an unacknowledged message after the visibility timeout. It must be longer than
+# any countdown or ETA we use (the longest is CELERY_MAX_COUNTDOWN_SECONDS), or a delayed job
+# would be delivered twice.
+CELERY_MAX_COUNTDOWN_SECONDS = 3600
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * CELERY_MAX_COUNTDOWN_SECONDS}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": read_str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}

@@ -1,0 +1,144 @@
+"""Tenant isolation, enforced in one place.
+
+Every tenant-owned model inherits `TenantOwnedModel`. Its default manager reads the *current
+tenant* from a context variable and filters every query by it, so a view, consumer or job cannot
+forget to scope a query: it either runs inside a tenant or it fails.
+
+The current tenant is set only by the entry points:
+- `contactcenter.middleware.CurrentTenantMiddleware` for HTTP requests (from the signed-in user's
+  membership, never from the URL);
+- the websocket consumers (from the authenticated user in the scope);
+- webhooks (from the endpoint the provider's credentials identify);
+- Celery jobs (from the explicit `tenant_id` they are given).
+
+There are three states: a tenant is set (queries see that tenant's rows), none is set (queries
+raise `TenantNotSet`: failing closed, never silently returning everything), or the caller has
+said `dangerously_all_tenants()` (superusers in admin, system sweeps that then enter each tenant,
+and the membership lookup that decides which tenant a user is in). The bypass is a context manager
+with a loud name so `grep dangerously_` lists every place that crosses tenants.
+"""
+
+import contextvars
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.db import models
+from django.http import Http404
+
+
+class TenantNotSet(RuntimeError):
+    """A tenant-owned table was queried outside any tenant context."""
+
+
+class CrossTenantWrite(RuntimeError):
+    """A row of one tenant was about to be written while another tenant is current."""
+
+
+_ALL_TENANTS = "all-tenants"
+_current_tenant: contextvars.ContextVar[int | str | None] = contextvars.ContextVar(
+    "switchboard_current_tenant", default=None
+)
+
+
+def current_tenant_id() -> int | None:
+    """The id of the tenant in force, or None when none is set or all tenants are."""
+    value = _current_tenant.get()
+    return value if isinstance(value, int) else None
+
+
+@contextmanager
+def tenant_context(tenant_or_id) -> Iterator[None]:
+    """Run the block inside one tenant: every scoped query sees only that tenant's rows."""
+    tenant_id = getattr(tenant_or_id, "pk", tenant_or_id)
+    if not isinstance(tenant_id, int):
+        raise TypeError(f"tenant_context needs a Tenant or its integer id, not {tenant_or_id!r}")
+    token = _current_tenant.set(tenant_id)
+    try:
+        yield
+    finally:
+        _current_tenant.reset(token)
+
+
+@contextmanager
+def dangerously_all_tenants() -> Iterator[None]:
+    """Run the block with tenant scoping lifted. Every use must say why it is safe."""
+    token = _current_tenant.set(_ALL_TENANTS)
+    try:
+        yield
+    finally:
+        _current_tenant.reset(token)
+
+
+def _check_write_allowed(tenant_id: int | None) -> None:
+    current = _current_tenant.get()
+    if isinstance(current, int) and tenant_id != current:
+        raise CrossTenantWrite(f"writing a row of tenant {tenant_id} while tenant {current} is current")
+
+
+class TenantScopedQuerySet(models.QuerySet):
+    pass
+
+
+class TenantScopedManager(models.Manager.from_queryset(TenantScopedQuerySet)):
+    """Filters every query by the current tenant; raises when there is none."""
+
+    def get_queryset(self):
+        current = _current_tenant.get()
+        queryset = super().get_queryset()
+        if current == _ALL_TENANTS:
+            return queryset
+        if current is None:
+            raise TenantNotSet(
+                f"{self.model.__name__} was queried outside a tenant; wrap the call in "
+                "tenant_context(tenant) at the entry point"
+            )
+        return queryset.filter(tenant_id=current)
+
+    # Creating needs no read scope: the row names its tenant, and it must be the current one.
+    def create(self, **kwargs):
+        tenant = kwargs.get("tenant")
+        _check_write_allowed(kwargs.get("tenant_id", getattr(tenant, "pk", None)))
+        return models.QuerySet(self.model, using=self._db).create(**kwargs)
+
+    def bulk_create(self, objs, *args, **kwargs):
+        objs = list(objs)
+        for obj in objs:
+            _check_write_allowed(obj.tenant_id)
+        return models.QuerySet(self.model, using=self._db).bulk_create(objs, *args, **kwargs)
+
+
+def new_public_id() -> str:
+    """An unguessable identifier for URLs (96 random bits), so ids cannot be enumerated."""
+    return secrets.token_urlsafe(12)
+
+
+class TenantOwnedModel(models.Model):
+    """Base of every model whose rows belong to one tenant."""
+
+    tenant = models.ForeignKey("contactcenter.Tenant", on_delete=models.CASCADE, related_name="+")
+    public_id = models.CharField(max_length=24, unique=True, default=new_public_id, editable=False)
+
+    objects = TenantScopedManager()
+
+    class Meta:
+        abstract = True
+        base_manager_name = "objects"
+
+    def save(self, *args, **kwargs):
+        _check_write_allowed(self.tenant_id)
+        super().save(*args, **kwargs)
+
+
+def get_in_tenant_or_404(model_or_queryset, **lookup):
+    """The object matching `lookup` inside the current tenant, or 404.
+
+    Another tenant's object and a missing one are indistinguishable to the caller.
+    """
+    queryset = (
+        model_or_queryset.objects.all() if isinstance(model_or_queryset, type) else model_or_queryset
+    )
+    try:
+        return queryset.get(**lookup)
+    except (queryset.model.DoesNotExist, ValueError):
+        raise Http404(f"No {queryset.model._meta.verbose_name} matches the given query.") from None

@@ -1,0 +1,17 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from contactcenter import views
+
+urlpatterns = [
+    path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("tenant/switch/", views.tenant_switch, name="tenant-switch"),
+    path("team/", views.team, name="team"),
+    path("team/<str:public_id>/", views.team_member, name="team-member"),
+    path("admin/", admin.site.urls),
+    path("", views.home, name="home"),
+]

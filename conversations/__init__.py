@@ -1,0 +1,1 @@
+"""Conversations: contacts, threads on a channel, messages, internal notes and reply templates."""
