@@ -78,6 +78,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "contactcenter.errors.DomainErrorMiddleware",
 ]
 
 ROOT_URLCONF = "contactcenter.urls"
@@ -148,7 +149,7 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = read_str("STATIC_ROOT", default=None)  # only for `collectstatic` in a container image
 # Served by WhiteNoise straight from static/ in every mode, so no collectstatic step is needed.
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG

@@ -1,0 +1,40 @@
+"""Domain errors: a request that is understood but not allowed in the current state.
+
+Services raise a DomainError subclass with a message written for the person who clicked; the
+middleware below turns it into HTTP 409 with that message (a small fragment for htmx requests, a
+page otherwise). Services raise it before writing anything, and their transaction rolls back, so
+nothing is half-changed.
+"""
+
+from django.shortcuts import render
+
+
+class DomainError(Exception):
+    """Base of every rule a service enforces. `str(error)` is shown to the user."""
+
+    status_code = 409
+
+
+class TransitionNotAllowed(DomainError):
+    def __init__(self, entity: str, current: str, wanted: str, reason: str = ""):
+        self.entity, self.current, self.wanted = entity, current, wanted
+        message = f"This {entity} is {current.replace('_', ' ')} and cannot become {wanted.replace('_', ' ')}."
+        super().__init__(f"{message} {reason}".strip())
+
+
+class AlreadyTaken(DomainError):
+    """Someone else won the race for the same thing ("already taken by X")."""
+
+
+class DomainErrorMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if not isinstance(exception, DomainError):
+            return None
+        template = "partials/domain_error.html" if getattr(request, "htmx", False) else "domain_error.html"
+        return render(request, template, {"error": str(exception)}, status=exception.status_code)

@@ -1,0 +1,82 @@
+"""Fixtures shared by every test: two tenants and their people.
+
+Every fixture set has two tenants, acme and globex, so any test can point a user of one at the
+other's data. Users: `acme_agent` (the owner of what a test creates), `acme_agent2` (a teammate),
+`acme_supervisor`, `acme_admin`, and `globex_agent` / `globex_supervisor` (outsiders).
+"""
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from contactcenter.models import Membership, Role, Tenant
+from contactcenter.tenancy import tenant_context
+
+PASSWORD = "correct-horse-battery-staple"
+
+
+def make_member(tenant: Tenant, username: str, role: Role = Role.AGENT) -> Membership:
+    user = get_user_model().objects.create_user(
+        username=username, password=PASSWORD, first_name=username.split("-")[-1].title()
+    )
+    with tenant_context(tenant):
+        return Membership.objects.create(tenant=tenant, user=user, role=role)
+
+
+def signed_in_client(membership: Membership) -> Client:
+    client = Client()
+    client.force_login(membership.user)
+    return client
+
+
+@pytest.fixture
+def acme(db) -> Tenant:
+    return Tenant.objects.create(name="Acme Support", slug="acme", time_zone="America/New_York")
+
+
+@pytest.fixture
+def globex(db) -> Tenant:
+    return Tenant.objects.create(name="Globex Care", slug="globex", time_zone="Europe/London")
+
+
+@pytest.fixture
+def acme_agent(acme) -> Membership:
+    return make_member(acme, "acme-agent1")
+
+
+@pytest.fixture
+def acme_agent2(acme) -> Membership:
+    return make_member(acme, "acme-agent2")
+
+
+@pytest.fixture
+def acme_supervisor(acme) -> Membership:
+    return make_member(acme, "acme-supervisor", Role.SUPERVISOR)
+
+
+@pytest.fixture
+def acme_admin(acme) -> Membership:
+    return make_member(acme, "acme-admin", Role.ADMIN)
+
+
+@pytest.fixture
+def globex_agent(globex) -> Membership:
+    return make_member(globex, "globex-agent1")
+
+
+@pytest.fixture
+def globex_supervisor(globex) -> Membership:
+    return make_member(globex, "globex-supervisor", Role.SUPERVISOR)
+
+
+@pytest.fixture
+def in_acme(acme):
+    """Run the test body inside acme's tenant context (as a request or job of acme would)."""
+    with tenant_context(acme):
+        yield acme
+
+
+@pytest.fixture
+def in_globex(globex):
+    with tenant_context(globex):
+        yield globex
