@@ -6,6 +6,8 @@ contactcenter.tenancy), so every changelist, change page, form choice and bulk a
 tenant's rows, and superusers (who run with scoping lifted in the admin) see everything.
 """
 
+from functools import update_wrapper
+
 from django.contrib import admin
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
@@ -32,6 +34,16 @@ class SwitchboardAdminSite(admin.AdminSite):
             return True
         membership = membership_of(request)
         return membership is not None and membership.can_supervise
+
+    def admin_view(self, view, cacheable=False):
+        protected = super().admin_view(view, cacheable)
+
+        def view_for_members_with_a_role(request, *args, **kwargs):
+            if request.user.is_authenticated and not self.has_permission(request):
+                raise PermissionDenied("Your role does not give access to the admin.")
+            return protected(request, *args, **kwargs)
+
+        return update_wrapper(view_for_members_with_a_role, protected)
 
     def login(self, request, extra_context=None):
         # One sign-in page for everyone. A signed-in user without admin rights gets 403 rather than

@@ -10,6 +10,10 @@ app = Celery("contactcenter")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(related_name="jobs")
 
+# Jobs acknowledge their message when they start (the default). A job whose service is idempotent
+# (it claims rows with compare-and-set) opts in to `acks_late=True, reject_on_worker_lost=True`,
+# so a worker killed mid-job hands the message to another worker instead of losing it.
+
 # Periodic sweeps. Every sweep is idempotent: a duplicate run, or one killed half-way, fires each
 # action once, because the services it calls claim each due row with a compare-and-set.
 app.conf.beat_schedule = {

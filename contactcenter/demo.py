@@ -63,7 +63,7 @@ def seed_demo() -> list[str]:
                         username=username,
                         password=DEMO_PASSWORD,
                         first_name=first,
-                        last_name=f"{last} ({spec.slug})",
+                        last_name=last,
                         email=f"{username}@example.com",
                     )
                     created.append(f"user {username}")

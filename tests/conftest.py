@@ -6,7 +6,9 @@ other's data. Users: `acme_agent` (the owner of what a test creates), `acme_agen
 """
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
+from django.db import connections
 from django.test import Client
 
 from contactcenter.models import Membership, Role, Tenant
@@ -80,3 +82,13 @@ def in_acme(acme):
 def in_globex(globex):
     with tenant_context(globex):
         yield globex
+
+
+@pytest.fixture
+async def close_sync_thread_connections():
+    """For async tests: close the connections that consumers opened in asgiref's sync thread.
+
+    Left open, they keep the test database busy and pytest-django cannot drop it at the end.
+    """
+    yield
+    await sync_to_async(connections.close_all)()
