@@ -38,6 +38,9 @@ if PUBLIC_BASE_URL:
         ALLOWED_HOSTS.append(_public_host)
     CSRF_TRUSTED_ORIGINS = [PUBLIC_BASE_URL]
 
+# Where Twilio's REST API is reached (unset: Twilio itself). See channels_inbound/twilio/rest.py.
+TWILIO_API_BASE_URL = read_url("TWILIO_API_BASE_URL", default=None, schemes=("http", "https"))
+
 # Cookies are marked Secure whenever the public URL is https; a plain-http demo on 127.0.0.1 could
 # not sign in otherwise.
 _served_over_https = bool(PUBLIC_BASE_URL and PUBLIC_BASE_URL.startswith("https://"))
@@ -59,6 +62,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.postgres",
     "channels",
     "django_htmx",
     "contactcenter",
@@ -177,5 +181,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": read_str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        "twilio.http_client": {"level": "WARNING"},  # logs every request's headers at INFO
+    },
 }

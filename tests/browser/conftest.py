@@ -102,8 +102,10 @@ def asgi_server(transactional_db, tmp_path):
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """One Chromium per test module. Not per session: while Playwright's sync API is alive it keeps
+    an event loop registered on the main thread, and async tests in other modules could not run."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: run the tests with ./switchboard test, which installs it")
     from playwright.sync_api import sync_playwright
