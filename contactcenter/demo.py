@@ -1,4 +1,5 @@
-"""Demo tenants, people and channel endpoints, for the run command and for trying the product.
+"""Demo tenants, people, channel endpoints, queues, dispositions, reply templates and a follow-up
+rule, for the run command and for trying the product.
 
 Idempotent: every row is looked up by its natural key first, and nothing that exists is changed,
 so running it twice changes nothing (a password a user changed stays changed).
@@ -12,6 +13,8 @@ from django.db import transaction
 from channels_inbound.models import Channel, ChannelEndpoint, Provider
 from contactcenter.models import Membership, Role, Tenant
 from contactcenter.tenancy import dangerously_all_tenants, tenant_context
+from conversations.demo import seed_conversations_demo
+from tasks.demo import seed_tasks_demo
 
 DEMO_PASSWORD = "switchboard-demo"
 
@@ -84,4 +87,6 @@ def seed_demo() -> list[str]:
                 endpoint.set_auth_token(spec.auth_token)
                 endpoint.save()
                 created.append(f"twilio endpoint {spec.sms_number}")
+            created += seed_tasks_demo(tenant)
+            created += seed_conversations_demo(tenant)
     return created

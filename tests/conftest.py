@@ -92,3 +92,10 @@ async def close_sync_thread_connections():
     """
     yield
     await sync_to_async(connections.close_all)()
+
+
+@pytest.fixture(autouse=True)
+def media_root(settings, tmp_path):
+    """Files a test stores go to its own folder, never into the run command's state folder."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT

@@ -1,0 +1,886 @@
+"""Writes and transitions of contacts, conversations, messages and notes.
+
+Each service is one transaction (its own, or a savepoint inside the caller's), runs inside the
+current tenant and refuses rows of another tenant (CrossTenantLink). It writes the activity rows its
+docstring lists and pushes through contactcenter.realtime, which sends on commit.
+`conversation_transition` is the only code that changes a conversation's status and
+`message_delivery_update` the only one that changes a message's delivery status.
+
+Operations that move a conversation and its task together (assign, end, transfer, merge, split) are
+here and call tasks.services, which never imports this module.
+
+Locks: a service that changes a conversation locks its row first (`SELECT … FOR UPDATE`) and, where
+the person acted on what they saw, checks it is still so (ChangedMeanwhile / AlreadyTaken). Several
+conversations are locked in id order; a conversation before its task.
+"""
+
+import re
+from collections.abc import Iterable
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, transaction
+from django.db.models import Max, Min
+from django.utils import timezone
+from django.utils.text import get_valid_filename
+
+from channels_inbound.models import Channel
+from contactcenter import realtime
+from contactcenter.errors import AlreadyTaken, TransitionNotAllowed
+from contactcenter.models import Membership
+from conversations import delivery, jobs
+from conversations.activity import activity_record
+from conversations.errors import (
+    ChangedMeanwhile,
+    MergeNotAllowed,
+    MessageNotAllowed,
+    ReasonRequired,
+    SplitNotAllowed,
+    TagsNotAllowed,
+    TransferNotAllowed,
+    ensure_same_tenant,
+)
+from conversations.identities import EQUIVALENT_IDENTITY_KINDS, normalise_identity
+from conversations.markup import mentioned_usernames, render_note_html
+from conversations.models import (
+    ActivityKind,
+    Attachment,
+    Contact,
+    ContactIdentity,
+    Conversation,
+    ConversationPriority,
+    ConversationStatus,
+    DeliveryStatus,
+    Direction,
+    InternalNote,
+    Message,
+    Via,
+)
+from tasks.errors import AssignmentNotAllowed
+from tasks.models import RuleTrigger, Task, TaskKind, TaskStatus
+from tasks.services import (
+    CONVERSATION_TO_TASK_PRIORITY,
+    automation_rules_run,
+    task_assign,
+    task_create,
+    task_transition,
+)
+
+C = ConversationStatus
+LIVE = (C.NEW, C.OPEN, C.ASSIGNED, C.IN_PROGRESS, C.PENDING)
+CONVERSATION_TRANSITIONS: dict[str, frozenset[str]] = {
+    C.NEW: frozenset({C.OPEN, C.ASSIGNED, C.PENDING, C.RESOLVED, C.CLOSED}),
+    C.OPEN: frozenset({C.ASSIGNED, C.IN_PROGRESS, C.PENDING, C.RESOLVED, C.CLOSED}),
+    C.ASSIGNED: frozenset({C.OPEN, C.IN_PROGRESS, C.PENDING, C.RESOLVED, C.CLOSED}),
+    C.IN_PROGRESS: frozenset({C.OPEN, C.ASSIGNED, C.PENDING, C.RESOLVED, C.CLOSED}),
+    C.PENDING: frozenset({C.OPEN, C.ASSIGNED, C.IN_PROGRESS, C.RESOLVED, C.CLOSED}),
+    C.RESOLVED: frozenset({C.OPEN, C.ASSIGNED, C.CLOSED}),  # reopened, or closed (also by the auto-close timer)
+    C.CLOSED: frozenset({C.ARCHIVED}),
+    C.ARCHIVED: frozenset(),
+}
+
+D = DeliveryStatus
+# Delivery only moves forward: queued < sent < delivered | undelivered | failed < read, where
+# undelivered and failed are final. A callback may arrive late or twice; the update applies only
+# when the stored status is one of these predecessors (compare-and-set), so "sent" arriving after
+# "delivered" changes nothing.
+DELIVERY_PREDECESSORS: dict[str, frozenset[str]] = {
+    D.SENT: frozenset({D.QUEUED}),
+    D.DELIVERED: frozenset({D.QUEUED, D.SENT}),
+    D.UNDELIVERED: frozenset({D.QUEUED, D.SENT}),
+    D.FAILED: frozenset({D.QUEUED, D.SENT}),
+    D.READ: frozenset({D.QUEUED, D.SENT, D.DELIVERED}),
+}
+
+OPEN_TASK_STATUSES = (TaskStatus.PENDING, TaskStatus.RESERVED, TaskStatus.ASSIGNED)
+MAX_TAGS = 20
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _push_conversation(conversation: Conversation, event: str, *also_members: int | None, **extra) -> None:
+    data = {"conversation": conversation.public_id, "status": conversation.status, **extra}
+    realtime.push_to_supervisors(conversation.tenant_id, event=event, data=data)
+    for member_id in {conversation.assignee_id, *also_members} - {None}:
+        realtime.push_to_member(conversation.tenant_id, member_id, event=event, data=data)
+
+
+def _lock_as_seen(conversation: Conversation) -> Conversation:
+    """Lock the row and check it still has the status and agent the caller saw; return the fresh row."""
+    # No select_related (see tasks.services._lock_as_seen): joined rows are not re-read after a lock wait.
+    current = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    if (current.status, current.assignee_id) == (conversation.status, conversation.assignee_id):
+        return current
+    if current.assignee_id and current.assignee_id != conversation.assignee_id:
+        raise AlreadyTaken(f"This conversation was already taken by {current.assignee.display_name}.")
+    raise ChangedMeanwhile(f"This conversation changed meanwhile: it is now {current.get_status_display().lower()}.")
+
+
+def _lock_fresh(conversation: Conversation) -> None:
+    """Lock the row and bring the caller's object up to date (for changes that do not depend on what was seen)."""
+    Conversation.objects.select_for_update().filter(pk=conversation.pk).values_list("pk").get()
+    conversation.refresh_from_db()
+
+
+def _active_task(conversation: Conversation, statuses=OPEN_TASK_STATUSES) -> Task | None:
+    """The conversation's current conversation task in one of `statuses`, locked."""
+    return (
+        Task.objects.select_for_update()
+        .filter(conversation=conversation, kind=TaskKind.CONVERSATION, status__in=statuses)
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+
+
+def _update(obj, **fields) -> None:
+    """Write plain columns (never a status) to the row and the object."""
+    type(obj).objects.filter(pk=obj.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(obj, name, value)
+
+
+def _holder_label(conversation: Conversation) -> str:
+    if conversation.assignee_id:
+        return conversation.assignee.display_name
+    return f"team {conversation.team.name}" if conversation.team_id else "nobody"
+
+
+def _route_label(queue, channel: str) -> str:
+    return f"{queue.name if queue else 'no queue'} · {Channel(channel).label}"
+
+
+def _task_title(conversation: Conversation) -> str:
+    return f"{conversation.get_channel_display()} with {conversation.contact}"
+
+
+def _recount(conversation: Conversation) -> None:
+    """Recompute the SLA columns from the messages (after a merge or split moved some)."""
+    messages = Message.objects.filter(conversation=conversation)
+    replies = messages.filter(direction=Direction.OUTBOUND, author__isnull=False, send_at__isnull=True)
+    inbound = messages.filter(direction=Direction.INBOUND)
+    last_reply = replies.aggregate(at=Max("created_at"))["at"]
+    unanswered = inbound.filter(created_at__gt=last_reply) if last_reply else inbound
+    _update(
+        conversation,
+        first_response_at=replies.aggregate(at=Min("created_at"))["at"],
+        last_customer_message_at=inbound.aggregate(at=Max("created_at"))["at"],
+        waiting_since=unanswered.aggregate(at=Min("created_at"))["at"],
+    )
+
+
+def _clean_body(body: str) -> str:
+    return body.replace("\x00", "")  # PostgreSQL text cannot hold NUL; everything else is kept as sent
+
+
+# --- contacts ---------------------------------------------------------------------------------
+
+
+def contact_find_or_create(*, kind: str, value: str, name: str = "") -> tuple[Contact, bool]:
+    """The contact reachable at (kind, value), created with that identity when there is none.
+
+    A phone number and a WhatsApp number are one identity: `whatsapp:+1555…` finds the contact of
+    phone `+1555…` (and the WhatsApp identity is then added to it, so later lookups are direct).
+    A found contact without a name takes `name`.
+    Concurrency: the identity's unique constraint decides; the loser of a race (IntegrityError in a
+    savepoint) returns the winner's contact. Returns (contact, created). Writes no activity.
+    """
+    value = normalise_identity(kind, value)
+    tenant_id = ensure_same_tenant()
+    name = name.strip()[:200]
+    with transaction.atomic():
+        identities = {
+            identity.kind: identity
+            for identity in ContactIdentity.objects.filter(
+                kind__in=EQUIVALENT_IDENTITY_KINDS.get(kind, (kind,)), value=value
+            ).select_related("contact")
+        }
+        found = identities.get(kind) or next(iter(identities.values()), None)
+        if found is not None:
+            contact = found.contact
+            if kind not in identities:
+                _identity_add(contact, kind, value)
+            if name and not contact.name:
+                _update(contact, name=name)
+            return contact, False
+        try:
+            with transaction.atomic():
+                contact = Contact.objects.create(tenant_id=tenant_id, name=name)
+                ContactIdentity.objects.create(tenant_id=tenant_id, contact=contact, kind=kind, value=value)
+                return contact, True
+        except IntegrityError:
+            return ContactIdentity.objects.select_related("contact").get(kind=kind, value=value).contact, False
+
+
+def _identity_add(contact: Contact, kind: str, value: str) -> None:
+    try:
+        with transaction.atomic():
+            ContactIdentity.objects.create(tenant_id=contact.tenant_id, contact=contact, kind=kind, value=value)
+    except IntegrityError:
+        pass  # added meanwhile by a concurrent call: the identity exists, which is all we wanted
+
+
+# --- conversations ----------------------------------------------------------------------------
+
+
+def conversation_start(
+    *, contact: Contact, channel: str, subject: str = "", priority: str = ConversationPriority.NORMAL,
+    actor=None, via: str | None = None,
+) -> Conversation:  # fmt: skip
+    """Start a conversation (status new) with `contact` on `channel`.
+
+    Writes one `created` row (new value: the channel). Pushes `conversation.created` on commit.
+    """
+    tenant_id = ensure_same_tenant(contact, actor)
+    Channel(channel)  # refuses an unknown channel
+    with transaction.atomic():
+        conversation = Conversation.objects.create(
+            tenant_id=tenant_id, contact=contact, channel=channel, subject=subject[:200], priority=priority
+        )
+        activity_record(kind=ActivityKind.CREATED, conversation=conversation, actor=actor, via=via, new=channel)
+        _push_conversation(conversation, "conversation.created")
+    return conversation
+
+
+def conversation_find_or_start(*, contact: Contact, channel: str, via: str | None = None) -> tuple[Conversation, bool]:
+    """The contact's latest live (or resolved, which a new message reopens) conversation on `channel`,
+    or a new one. Locks the contact row so two messages arriving together start one conversation.
+
+    Returns (conversation, started). Writes what conversation_start writes when it starts one.
+    """
+    ensure_same_tenant(contact)
+    with transaction.atomic():
+        Contact.objects.select_for_update().filter(pk=contact.pk).values_list("pk").get()
+        found = (
+            Conversation.objects.filter(contact=contact, channel=channel, merged_into=None)
+            .exclude(status__in=(C.CLOSED, C.ARCHIVED))
+            .order_by("-created_at", "-pk")
+            .first()
+        )
+        if found is not None:
+            return found, False
+        return conversation_start(contact=contact, channel=channel, via=via), True
+
+
+def conversation_transition(
+    *,
+    conversation: Conversation,
+    to_status: str,
+    actor=None,
+    via: str | None = None,
+    reason: str = "",
+    fields: dict | None = None,
+) -> Conversation:
+    """Move `conversation` from the status the caller saw to `to_status`.
+
+    The only code that changes a conversation's status. Checks CONVERSATION_TRANSITIONS
+    (TransitionNotAllowed, nothing written). Pending needs a reason (what it waits for); assigned
+    and in progress need an agent. Keeps `pending_reason`, `resolved_at`, `closed_at` in step.
+    Compare-and-set on the seen status (ChangedMeanwhile when someone else moved it first);
+    `fields` are written by the same UPDATE.
+    Writes one `status` row (old → new, reason). Pushes `conversation.status` on commit.
+    """
+    ensure_same_tenant(conversation, actor)
+    old = conversation.status
+    if to_status not in CONVERSATION_TRANSITIONS.get(old, ()):
+        raise TransitionNotAllowed("conversation", old, to_status)
+    reason = reason.strip()
+    if to_status == C.PENDING and not reason:
+        raise ReasonRequired("Say what the conversation is waiting for (the customer, a refund, …).")
+    fields = dict(fields or {})
+    if to_status in (C.ASSIGNED, C.IN_PROGRESS) and not fields.get("assignee", conversation.assignee_id):
+        raise TransitionNotAllowed("conversation", old, to_status, "It has no agent.")
+    now = timezone.now()
+    fields["pending_reason"] = reason[:200] if to_status == C.PENDING else ""
+    if to_status == C.RESOLVED:
+        fields["resolved_at"] = now
+    elif to_status in LIVE:
+        fields["resolved_at"] = None
+    if to_status == C.CLOSED:
+        fields["closed_at"] = now
+    with transaction.atomic():
+        updated = Conversation.objects.filter(pk=conversation.pk, status=old).update(
+            status=to_status, status_changed_at=now, updated_at=now, **fields
+        )
+        if not updated:
+            current = Conversation.objects.filter(pk=conversation.pk).values_list("status", flat=True).first()
+            raise ChangedMeanwhile(
+                f"Someone else changed this conversation first: it is now {C(current).label.lower()}. Reload to see it."
+                if current
+                else "This conversation no longer exists."
+            )
+        for name, value in fields.items():
+            setattr(conversation, name, value)
+        conversation.status, conversation.status_changed_at, conversation.updated_at = to_status, now, now
+        activity_record(
+            kind=ActivityKind.STATUS, conversation=conversation, actor=actor, via=via, old=old, new=to_status,
+            reason=reason,
+        )  # fmt: skip
+        _push_conversation(conversation, "conversation.status")
+    return conversation
+
+
+def conversation_set_priority(
+    *, conversation: Conversation, priority: str, actor=None, via: str | None = None, reason: str = ""
+) -> Conversation:
+    """Change the priority, with an optional reason; the conversation's active task follows
+    (low → low, normal → medium, high → high, urgent → critical). Locks the conversation, then the task.
+    Unchanged priority writes nothing. Writes one `priority` row (old → new, reason) linked to the
+    conversation and its active task. Pushes `conversation.priority` on commit.
+    """
+    ConversationPriority(priority)  # refuses an unknown priority
+    ensure_same_tenant(conversation, actor)
+    with transaction.atomic():
+        current = _lock_as_seen(conversation)
+        if current.priority == priority:
+            return conversation
+        task = _active_task(conversation, statuses=(*OPEN_TASK_STATUSES, TaskStatus.WRAPPING))
+        now = timezone.now()
+        _update(conversation, priority=priority, updated_at=now)
+        if task is not None:
+            _update(task, priority=CONVERSATION_TO_TASK_PRIORITY[priority], updated_at=now)
+        activity_record(
+            kind=ActivityKind.PRIORITY, conversation=conversation, task=task, actor=actor, via=via,
+            old=current.priority, new=priority, reason=reason,
+        )  # fmt: skip
+        _push_conversation(conversation, "conversation.priority")
+    return conversation
+
+
+def _clean_tags(tags: Iterable[str]) -> list[str]:
+    cleaned = []
+    for tag in tags:
+        tag = re.sub(r"\s+", "-", tag.strip().lower())
+        if not tag:
+            continue
+        if len(tag) > 40:
+            raise TagsNotAllowed(f"The tag “{tag[:40]}…” is too long (40 characters at most).")
+        if tag not in cleaned:
+            cleaned.append(tag)
+    if len(cleaned) > MAX_TAGS:
+        raise TagsNotAllowed(f"A conversation can have at most {MAX_TAGS} tags.")
+    return cleaned
+
+
+def conversation_set_tags(
+    *, conversation: Conversation, tags: Iterable[str], actor=None, via: str | None = None
+) -> Conversation:
+    """Replace the tags (lowercased, spaces → dashes, deduplicated; filter with `tags__contains`).
+
+    Locks the conversation. Unchanged tags write nothing. Writes one `tags` row (old → new list).
+    Pushes `conversation.tags` on commit.
+    """
+    cleaned = _clean_tags(tags)
+    ensure_same_tenant(conversation, actor)
+    with transaction.atomic():
+        current = _lock_as_seen(conversation)
+        if current.tags == cleaned:
+            return conversation
+        _update(conversation, tags=cleaned, updated_at=timezone.now())
+        activity_record(
+            kind=ActivityKind.TAGS, conversation=conversation, actor=actor, via=via,
+            old=", ".join(current.tags), new=", ".join(cleaned),
+        )  # fmt: skip
+        _push_conversation(conversation, "conversation.tags")
+    return conversation
+
+
+def conversation_assign(
+    *, conversation: Conversation, agent=None, team=None, actor=None, via: str | None = None, note: str = ""
+) -> Conversation:
+    """Give the conversation, and its open task, to an agent or a team, with a note.
+
+    Locks the conversation, then its task; both must still be as the caller saw them
+    (AlreadyTaken "already taken by X", or ChangedMeanwhile). Closed or archived: refused.
+    - To an agent (active, same tenant): new, open, assigned or in-progress conversations become
+      assigned; pending and resolved ones keep their status. The task becomes assigned.
+    - To a team: the agent is cleared; assigned or in-progress conversations go back to open and
+      the task back to pending.
+    Giving it to whoever already holds it writes nothing.
+    Writes one `assignment` row (from → to, note; linked to the task too, when there is one) and a
+    `status` row for the conversation and for the task when theirs change. Pushes to supervisors
+    and the old and new agents on commit.
+    """
+    if (agent is None) == (team is None):
+        raise AssignmentNotAllowed("Choose either an agent or a team.")
+    ensure_same_tenant(conversation, agent, team, actor)
+    if agent is not None and not agent.is_active:
+        raise AssignmentNotAllowed(f"{agent.display_name} is no longer active here and cannot take work.")
+    wanted = (getattr(agent, "pk", None), getattr(team, "pk", None))
+    with transaction.atomic():
+        _lock_as_seen(conversation)
+        if conversation.status in (C.CLOSED, C.ARCHIVED):
+            raise TransitionNotAllowed("conversation", conversation.status, C.ASSIGNED)
+        task = _active_task(conversation)
+        if (conversation.assignee_id, conversation.team_id) == wanted and (
+            task is None or (task.assignee_id, task.team_id) == wanted
+        ):
+            return conversation
+        previous_agent_id, old_label = conversation.assignee_id, _holder_label(conversation)
+        changes = {"assignee": agent, "team": team}
+        status = conversation.status
+        if agent is not None:
+            new_status = C.ASSIGNED if status in (C.NEW, C.OPEN, C.ASSIGNED, C.IN_PROGRESS) else status
+        else:
+            new_status = C.OPEN if status in (C.ASSIGNED, C.IN_PROGRESS) else status
+        if new_status != status:
+            conversation_transition(
+                conversation=conversation, to_status=new_status, actor=actor, via=via, reason=note, fields=changes
+            )
+        else:
+            _update(conversation, updated_at=timezone.now(), **changes)
+        if task is not None:
+            task_assign(task=task, agent=agent, team=team, actor=actor, via=via, note=note)
+        else:
+            activity_record(
+                kind=ActivityKind.ASSIGNMENT, conversation=conversation, actor=actor, via=via, old=old_label,
+                new=_holder_label(conversation), reason=note,
+            )  # fmt: skip
+        _push_conversation(conversation, "conversation.assigned", previous_agent_id)
+    return conversation
+
+
+def conversation_end(
+    *, conversation: Conversation, actor=None, via: str | None = None, reason: str = ""
+) -> Conversation:
+    """The agent is done talking: the conversation becomes resolved and its task goes to wrap-up.
+
+    Locks the conversation (as seen), then its task. An assigned task → wrapping (its completion,
+    with a disposition, later fires the `conversation_resolved` rules); a task nobody holds yet
+    (pending or reserved) is canceled, and then, as with no task at all, the rules fire now without
+    a disposition.
+    Writes the conversation's `status` row (→ resolved) and the task's `status` row, plus whatever
+    the rules create. Pushes on commit.
+    """
+    ensure_same_tenant(conversation, actor)
+    with transaction.atomic():
+        _lock_as_seen(conversation)
+        conversation_transition(conversation=conversation, to_status=C.RESOLVED, actor=actor, via=via, reason=reason)
+        task = _active_task(conversation)
+        if task is not None and task.status == TaskStatus.ASSIGNED:
+            task_transition(task=task, to_status=TaskStatus.WRAPPING, actor=actor, via=via, reason=reason)
+            return conversation
+        if task is not None:
+            task_transition(
+                task=task, to_status=TaskStatus.CANCELED, actor=actor, via=via,
+                reason="The conversation was resolved before an agent took it.",
+            )  # fmt: skip
+        automation_rules_run(
+            trigger=RuleTrigger.CONVERSATION_RESOLVED, conversation=conversation, agent=conversation.assignee
+        )
+    return conversation
+
+
+def conversation_transfer(
+    *, conversation: Conversation, queue=None, channel: str = "", actor=None, via: str | None = None, note: str = ""
+) -> Conversation:
+    """Hand a live conversation to another queue and/or continue it on another channel, with a note.
+
+    The agent lets go: the conversation's agent and team are cleared (assigned or in progress →
+    open) and its open task is re-queued (reserved or assigned → pending) with the new queue and
+    channel. With no open task and a queue given, a pending conversation task is created there.
+    The queue must take the channel (TransferNotAllowed). Locks the conversation (as seen), then the task.
+    Writes one `transfer` row ("queue · channel" → "queue · channel", note) linked to the task,
+    `status` rows for what changes status, and the new task's `created` row. Pushes on commit.
+    """
+    if queue is None and not channel:
+        raise TransferNotAllowed("Choose a queue or a channel to transfer to.")
+    ensure_same_tenant(conversation, queue, actor)
+    new_channel = Channel(channel or conversation.channel)
+    if queue is not None and not queue.takes(new_channel):
+        raise TransferNotAllowed(f"The {queue.name} queue does not take {new_channel.label} conversations.")
+    with transaction.atomic():
+        _lock_as_seen(conversation)
+        if conversation.status not in LIVE:
+            raise TransferNotAllowed(
+                f"This conversation is {conversation.get_status_display().lower()}; only a live one can be transferred."
+            )
+        task = _active_task(conversation)
+        old_label = _route_label(task.queue if task else None, conversation.channel)
+        previous_agent_id = conversation.assignee_id
+        changes = {"channel": new_channel, "assignee": None, "team": None}
+        if conversation.status in (C.ASSIGNED, C.IN_PROGRESS):
+            conversation_transition(
+                conversation=conversation, to_status=C.OPEN, actor=actor, via=via, reason=note, fields=changes
+            )
+        else:
+            _update(conversation, updated_at=timezone.now(), **changes)
+        if task is not None:
+            task_changes = {"queue": queue or task.queue, "channel": new_channel, "assignee": None, "team": None}
+            if task.status in (TaskStatus.RESERVED, TaskStatus.ASSIGNED):
+                task_transition(
+                    task=task, to_status=TaskStatus.PENDING, actor=actor, via=via, reason=note, fields=task_changes
+                )
+            else:
+                _update(task, updated_at=timezone.now(), **task_changes)
+        elif queue is not None:
+            task = task_create(
+                kind=TaskKind.CONVERSATION, title=_task_title(conversation), actor=actor, via=via,
+                conversation=conversation, queue=queue, channel=new_channel,
+                priority=CONVERSATION_TO_TASK_PRIORITY[conversation.priority], reason=note,
+            )  # fmt: skip
+        activity_record(
+            kind=ActivityKind.TRANSFER, conversation=conversation, task=task, actor=actor, via=via, old=old_label,
+            new=_route_label(task.queue if task else None, new_channel), reason=note,
+        )  # fmt: skip
+        _push_conversation(conversation, "conversation.transferred", previous_agent_id)
+    return conversation
+
+
+def conversation_merge(
+    *, duplicate: Conversation, survivor: Conversation, actor=None, via: str | None = None, reason: str = ""
+) -> Conversation:
+    """Merge `duplicate` into `survivor`: its messages, notes and tasks move; it is closed and points to the survivor.
+
+    Both must be live, of one tenant, different, and as the caller saw them; they are locked in id
+    order (two merges of one pair cannot deadlock). When both have an open conversation task, the
+    duplicate's is canceled (one agent handles the merged thread); otherwise tasks move as they are.
+    The survivor gains the duplicate's tags; both have their SLA columns recomputed from their messages.
+    Writes a `merge` row on each conversation, the duplicate's `status` row (→ closed) and a
+    `status` row for a canceled task. Pushes `conversation.merged` for both on commit.
+    """
+    ensure_same_tenant(duplicate, survivor, actor)
+    if duplicate.pk == survivor.pk:
+        raise MergeNotAllowed("A conversation cannot be merged into itself.")
+    with transaction.atomic():
+        for conversation in sorted((duplicate, survivor), key=lambda c: c.pk):
+            _lock_as_seen(conversation)
+        for conversation in (duplicate, survivor):
+            if conversation.status not in (*LIVE, C.RESOLVED):
+                raise MergeNotAllowed(
+                    f"Conversation {conversation.public_id} is {conversation.get_status_display().lower()}; "
+                    "closed conversations cannot be merged."
+                )
+        duplicate_task, survivor_task = _active_task(duplicate), _active_task(survivor)
+        if duplicate_task is not None and survivor_task is not None:
+            task_transition(
+                task=duplicate_task, to_status=TaskStatus.CANCELED, actor=actor, via=via,
+                reason=f"Merged into conversation {survivor.public_id}.",
+            )  # fmt: skip
+        for model in (Message, InternalNote, Task):
+            model.objects.filter(conversation=duplicate).update(conversation=survivor)
+        _update(survivor, tags=survivor.tags + [t for t in duplicate.tags if t not in survivor.tags])
+        _recount(survivor)
+        _recount(duplicate)
+        conversation_transition(
+            conversation=duplicate, to_status=C.CLOSED, actor=actor, via=via,
+            reason=reason or f"Merged into conversation {survivor.public_id}.", fields={"merged_into": survivor},
+        )  # fmt: skip
+        activity_record(
+            kind=ActivityKind.MERGE, conversation=duplicate, actor=actor, via=via, new=survivor.public_id, reason=reason
+        )
+        activity_record(
+            kind=ActivityKind.MERGE, conversation=survivor, actor=actor, via=via, old=duplicate.public_id, reason=reason
+        )
+        _push_conversation(duplicate, "conversation.merged", into=survivor.public_id)
+        _push_conversation(survivor, "conversation.merged", into=survivor.public_id)
+    return survivor
+
+
+def conversation_split(
+    *, conversation: Conversation, message_ids: Iterable[str], actor=None, via: str | None = None, reason: str = ""
+) -> Conversation:
+    """Move the chosen messages (by public id) to a new conversation with the same contact, channel,
+    priority and tags (status new, `split_from` the original). Returns the new conversation.
+
+    Every chosen message must be in this conversation, and at least one must stay. Attachments move
+    with their messages; notes stay. When the original has an active task in a queue, the new
+    conversation gets a pending conversation task in that queue, so it is routed. Both have their
+    SLA columns recomputed. Locks the original (as seen).
+    Writes a `split` row on the original ("n messages" → new id, reason), a `created` row on the
+    new conversation and its task's `created` row. Pushes on commit.
+    """
+    wanted = set(message_ids)
+    if not wanted:
+        raise SplitNotAllowed("Choose the messages to move to a new conversation.")
+    tenant_id = ensure_same_tenant(conversation, actor)
+    with transaction.atomic():
+        _lock_as_seen(conversation)
+        if conversation.status not in (*LIVE, C.RESOLVED):
+            raise SplitNotAllowed("Closed conversations cannot be split.")
+        moving = Message.objects.filter(conversation=conversation, public_id__in=wanted)
+        count = moving.count()
+        if count != len(wanted):
+            raise SplitNotAllowed("Some of the chosen messages are not in this conversation.")
+        if count == Message.objects.filter(conversation=conversation).count():
+            raise SplitNotAllowed("Leave at least one message in the original conversation.")
+        new = Conversation.objects.create(
+            tenant_id=tenant_id, contact_id=conversation.contact_id, channel=conversation.channel,
+            subject=conversation.subject, priority=conversation.priority, tags=conversation.tags,
+            split_from=conversation,
+        )  # fmt: skip
+        moving.update(conversation=new)
+        _recount(conversation)
+        _recount(new)
+        label = f"{count} message{'s' if count != 1 else ''}"
+        activity_record(
+            kind=ActivityKind.SPLIT, conversation=conversation, actor=actor, via=via, old=label, new=new.public_id,
+            reason=reason,
+        )  # fmt: skip
+        activity_record(
+            kind=ActivityKind.CREATED, conversation=new, actor=actor, via=via, new=new.channel,
+            reason=f"Split from conversation {conversation.public_id}. {reason}".strip(),
+        )  # fmt: skip
+        original_task = _active_task(conversation, statuses=(*OPEN_TASK_STATUSES, TaskStatus.WRAPPING))
+        if original_task is not None and original_task.queue_id:
+            task_create(
+                kind=TaskKind.CONVERSATION, title=_task_title(new), actor=actor, via=via, conversation=new,
+                queue=original_task.queue, priority=CONVERSATION_TO_TASK_PRIORITY[new.priority],
+                reason=f"Split from conversation {conversation.public_id}.",
+            )  # fmt: skip
+        _push_conversation(conversation, "conversation.split", into=new.public_id)
+        _push_conversation(new, "conversation.created")
+    return new
+
+
+# --- messages ---------------------------------------------------------------------------------
+
+
+def message_append_inbound(
+    *,
+    conversation: Conversation,
+    body: str,
+    provider_message_id: str | None = None,
+    received_at=None,
+    via: str = Via.WEBHOOK,
+) -> tuple[Message, bool]:
+    """Append a customer's message; idempotent on `provider_message_id`. Returns (message, created).
+
+    Locks the conversation. The unique constraint (tenant, provider_message_id) decides duplicates:
+    the insert runs in a savepoint, and on IntegrityError the existing message is returned with
+    nothing else changed, so a provider's retries, sequential or concurrent, yield one message.
+    A new message sets `last_customer_message_at`, starts `waiting_since` when nobody was waiting
+    and reopens the conversation: resolved → open (agent cleared, so it is routed again), pending →
+    in progress (back to its agent) or open. Closed conversations take no messages (start a new one).
+    Writes a `status` row only when it reopens. Pushes `message.new` on commit.
+    """
+    ensure_same_tenant(conversation)
+    with transaction.atomic():
+        _lock_fresh(conversation)
+        if conversation.status in (C.CLOSED, C.ARCHIVED):
+            raise MessageNotAllowed("This conversation is closed; the message belongs in a new one.")
+        try:
+            with transaction.atomic():
+                message = Message.objects.create(
+                    tenant_id=conversation.tenant_id, conversation=conversation, direction=Direction.INBOUND,
+                    body=_clean_body(body), provider_message_id=provider_message_id or None,
+                    delivery_status=DeliveryStatus.RECEIVED, created_at=received_at or timezone.now(),
+                )  # fmt: skip
+        except IntegrityError as error:
+            if not provider_message_id or "one_message_per_provider_id" not in str(error):
+                raise
+            return Message.objects.get(provider_message_id=provider_message_id), False
+        at = message.created_at
+        _update(
+            conversation,
+            last_customer_message_at=max(filter(None, (conversation.last_customer_message_at, at))),
+            waiting_since=conversation.waiting_since or at,
+            updated_at=timezone.now(),
+        )
+        if conversation.status == C.RESOLVED:
+            conversation_transition(
+                conversation=conversation, to_status=C.OPEN, via=via, reason="The customer wrote again.",
+                fields={"assignee": None},
+            )  # fmt: skip
+        elif conversation.status == C.PENDING:
+            conversation_transition(
+                conversation=conversation, to_status=C.IN_PROGRESS if conversation.assignee_id else C.OPEN, via=via,
+                reason="The customer wrote again.",
+            )  # fmt: skip
+        _push_conversation(conversation, "message.new", message=message.public_id)
+    return message, True
+
+
+def _outbound_create(conversation: Conversation, author, body: str, send_at=None) -> Message:
+    body = _clean_body(body)
+    if not body.strip():
+        raise MessageNotAllowed("Write something before sending.")
+    if conversation.status in (C.CLOSED, C.ARCHIVED):
+        raise MessageNotAllowed("This conversation is closed; start a new one to write to the customer.")
+    return Message.objects.create(
+        tenant_id=conversation.tenant_id, conversation=conversation, direction=Direction.OUTBOUND, body=body,
+        author=author, delivery_status=DeliveryStatus.QUEUED, send_at=send_at,
+    )  # fmt: skip
+
+
+def _enqueue_delivery(message: Message, eta=None) -> None:
+    tenant_id, message_id = message.tenant_id, message.pk
+    transaction.on_commit(
+        lambda: jobs.deliver_outbound_message.apply_async(args=[tenant_id, message_id], eta=eta)
+    )
+
+
+def message_send_reply(*, conversation: Conversation, author, body: str) -> Message:
+    """An agent's reply: recorded as an outbound message (queued), delivered by a job after commit.
+
+    Locks the conversation. Sets `first_response_at` (first reply only) and clears `waiting_since`;
+    an assigned conversation whose agent replies becomes in progress (one `status` row).
+    Enqueues `conversations.jobs.deliver_outbound_message` and pushes `message.new` on commit.
+    """
+    ensure_same_tenant(conversation, author)
+    with transaction.atomic():
+        _lock_fresh(conversation)
+        message = _outbound_create(conversation, author, body)
+        _update(
+            conversation,
+            first_response_at=conversation.first_response_at or message.created_at,
+            waiting_since=None,
+            updated_at=timezone.now(),
+        )
+        if conversation.status == C.ASSIGNED and conversation.assignee_id == getattr(author, "pk", None):
+            conversation_transition(conversation=conversation, to_status=C.IN_PROGRESS, actor=author)
+        _enqueue_delivery(message)
+        _push_conversation(conversation, "message.new", message=message.public_id)
+    return message
+
+
+def message_schedule(*, conversation: Conversation, author, body: str, send_at) -> Message:
+    """A message to send later: recorded queued with `send_at`; counts as a reply only when sent.
+
+    Within CELERY_MAX_COUNTDOWN_SECONDS the delivery job is enqueued with that ETA on commit; later
+    ones are picked up by the sweep `conversations.jobs.deliver_due_scheduled_messages`. Delivery
+    claims the message, so both paths send it once. Writes no activity; pushes `message.scheduled`.
+    """
+    ensure_same_tenant(conversation, author)
+    now = timezone.now()
+    if send_at <= now:
+        raise MessageNotAllowed("Choose a time in the future to schedule the message.")
+    with transaction.atomic():
+        _lock_fresh(conversation)
+        message = _outbound_create(conversation, author, body, send_at=send_at)
+        if send_at - now <= timedelta(seconds=settings.CELERY_MAX_COUNTDOWN_SECONDS):
+            _enqueue_delivery(message, eta=send_at)
+        _push_conversation(conversation, "message.scheduled", message=message.public_id)
+    return message
+
+
+def message_deliver(*, message: Message, final_attempt: bool = True) -> None:
+    """Hand a queued outbound message to its channel's sender (conversations.delivery).
+
+    Not one transaction, on purpose: a provider call must not hold row locks. (1) Claim the message
+    by compare-and-set (`send_claimed_at` null and status queued), so a duplicate job or the
+    scheduled sweep never sends it twice; a scheduled message not yet due is left alone.
+    (2) Call the sender outside any transaction. (3) Record the outcome with
+    message_delivery_update: sent with the provider's id; failed with the reason when no sender is
+    registered ("no sender configured for channel X"), on a permanent failure, or on a temporary one
+    at the last attempt. Before the last attempt a temporary failure releases the claim and is
+    re-raised for the job to retry. Writes no activity.
+    """
+    now = timezone.now()
+    if message.direction != Direction.OUTBOUND or (message.send_at and message.send_at > now):
+        return
+    claimed = Message.objects.filter(
+        pk=message.pk, delivery_status=DeliveryStatus.QUEUED, send_claimed_at__isnull=True
+    ).update(send_claimed_at=now)
+    if not claimed:
+        return
+    channel = message.conversation.channel
+    sender = delivery.sender_for(channel)
+    if sender is None:
+        message_delivery_update(
+            message=message, status=DeliveryStatus.FAILED, error_reason=f"no sender configured for channel {channel}"
+        )
+        return
+    try:
+        provider_message_id = sender(message)
+    except delivery.PermanentFailure as failure:
+        message_delivery_update(message=message, status=D.FAILED, error_code=failure.code, error_reason=str(failure))
+        return
+    except Exception as failure:  # temporary by default: a network error may well pass
+        if not final_attempt:
+            Message.objects.filter(pk=message.pk).update(send_claimed_at=None)
+            raise
+        code = failure.code if isinstance(failure, delivery.DeliveryFailure) else ""
+        message_delivery_update(
+            message=message, status=D.FAILED, error_code=code, error_reason=str(failure) or repr(failure)
+        )
+        return
+    message_delivery_update(message=message, status=D.SENT, provider_message_id=provider_message_id)
+
+
+def message_delivery_update(
+    *,
+    message: Message,
+    status: str,
+    error_code: str = "",
+    error_reason: str = "",
+    provider_message_id: str | None = None,
+) -> bool:
+    """Record a delivery status (from the sender or a provider's callback), only ever moving forward.
+
+    The only code that changes `delivery_status`. Compare-and-set: the UPDATE applies only when the
+    stored status is one of DELIVERY_PREDECESSORS[status]; returns whether it did. Error code and
+    reason are kept with the status. Writes no activity. Pushes `message.status` on commit when changed.
+    """
+    if status not in DELIVERY_PREDECESSORS:
+        raise ValueError(f"{status!r} is not a delivery status an outbound message can move to")
+    fields = {"delivery_status": status, "delivery_updated_at": timezone.now()}
+    if error_code or error_reason:
+        fields.update(error_code=str(error_code)[:32], error_reason=error_reason)
+    if provider_message_id:
+        fields["provider_message_id"] = provider_message_id
+    with transaction.atomic():
+        updated = Message.objects.filter(
+            pk=message.pk, direction=Direction.OUTBOUND, delivery_status__in=DELIVERY_PREDECESSORS[status]
+        ).update(**fields)
+        if not updated:
+            return False
+        for name, value in fields.items():
+            setattr(message, name, value)
+        conversation = message.conversation
+        _push_conversation(
+            conversation, "message.status", message.author_id, message=message.public_id, delivery=status
+        )
+    return True
+
+
+def attachment_add(*, message: Message, filename: str, content: bytes, content_type: str) -> Attachment:
+    """Store a file on a message under MEDIA_ROOT/tenants/<tenant id>/attachments/<public id>/.
+
+    The file is written before the row; if the transaction then rolls back the file stays orphaned
+    (harmless: nothing points to it, and its name cannot be guessed). Writes no activity.
+    """
+    tenant_id = ensure_same_tenant(message)
+    # Keep only the last path component: the name comes from outside and must not climb directories.
+    safe_name = get_valid_filename(filename.replace("\\", "/").rsplit("/", 1)[-1].lstrip(".") or "file")
+    attachment = Attachment(
+        tenant_id=tenant_id, message=message, filename=safe_name[:200],
+        content_type=content_type[:100] or "application/octet-stream", size=len(content),
+    )  # fmt: skip
+    attachment.file.save(attachment.filename, ContentFile(content), save=False)
+    attachment.save()
+    return attachment
+
+
+# --- notes ------------------------------------------------------------------------------------
+
+
+def note_add(*, conversation: Conversation, author, body: str) -> InternalNote:
+    """An internal note: markdown kept as written and rendered to sanitised HTML (conversations.markup).
+
+    `@username` mentions of active members of this tenant are recorded and each mentioned member
+    (but the author) is notified with `note.mention`; names of other tenants' users match nobody.
+    Writes one `note` row (new value: the note's public id). Pushes `note.new` on commit.
+    """
+    if not body.strip():
+        raise MessageNotAllowed("Write something in the note first.")
+    tenant_id = ensure_same_tenant(conversation, author)
+    usernames = mentioned_usernames(body)
+    mentioned = list(Membership.objects.filter(user__username__in=usernames, is_active=True)) if usernames else []
+    with transaction.atomic():
+        note = InternalNote.objects.create(
+            tenant_id=tenant_id, conversation=conversation, author=author, body_markdown=_clean_body(body),
+            body_html=render_note_html(_clean_body(body)),
+        )  # fmt: skip
+        note.mentions.set(mentioned)
+        activity_record(kind=ActivityKind.NOTE, conversation=conversation, actor=author, new=note.public_id)
+        for member in mentioned:
+            if member.pk != getattr(author, "pk", None):
+                realtime.push_to_member(
+                    tenant_id, member.pk, event="note.mention",
+                    data={"conversation": conversation.public_id, "note": note.public_id,
+                          "by": author.display_name if author else ""},
+                )  # fmt: skip
+        _push_conversation(conversation, "note.new", note=note.public_id)
+    return note
