@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib import admin
 
-from channels_inbound.models import ChannelEndpoint
+from channels_inbound.models import ChannelEndpoint, InboundEvent, UnroutedInboundEvent
 from contactcenter.admin_site import TenantScopedAdmin
 
 
@@ -14,7 +14,7 @@ class ChannelEndpointForm(forms.ModelForm):
 
     class Meta:
         model = ChannelEndpoint
-        fields = ["tenant", "provider", "channel", "address", "name", "account_sid", "auth_token", "auth_token_env_var", "is_active"]
+        fields = ["tenant", "provider", "channel", "address", "name", "account_sid", "auth_token", "auth_token_env_var", "allowed_origins", "default_queue", "is_active"]
 
     def save(self, commit=True):
         endpoint = super().save(commit=False)
@@ -32,3 +32,49 @@ class ChannelEndpointAdmin(TenantScopedAdmin):
     list_filter = ["provider", "channel", "is_active"]
     search_fields = ["address", "name"]
     readonly_fields = ["auth_token_masked"]
+
+
+class ReadOnlyLogAdmin(TenantScopedAdmin):
+    """Logs are written by the webhooks only; nobody edits or deletes them through the admin."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(InboundEvent)
+class InboundEventAdmin(ReadOnlyLogAdmin):
+    list_display = ["received_at", "provider", "kind", "endpoint", "outcome", "detail"]
+    list_filter = ["provider", "kind", "outcome"]
+    search_fields = ["detail", "idempotency_key"]
+    readonly_fields = ["received_at", "provider", "kind", "endpoint", "path", "headers", "body", "idempotency_key", "outcome", "detail"]
+    date_hierarchy = "received_at"
+
+
+@admin.register(UnroutedInboundEvent)
+class UnroutedInboundEventAdmin(admin.ModelAdmin):
+    """Requests that matched no endpoint belong to no tenant: platform operators (superusers) only."""
+
+    list_display = ["received_at", "provider", "kind", "path", "detail"]
+    list_filter = ["provider", "kind"]
+    readonly_fields = ["received_at", "provider", "kind", "path", "headers", "body", "detail"]
+
+    def has_module_permission(self, request):
+        return request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser

@@ -4,6 +4,7 @@ import os
 
 from django.db import models
 
+from channels_inbound.webchat.origins import validate_allowed_origins
 from contactcenter.credentials import decrypt_secret, encrypt_secret, masked
 from contactcenter.tenancy import TenantOwnedModel
 
@@ -42,8 +43,17 @@ class ChannelEndpoint(TenantOwnedModel):
     auth_token_env_var = models.CharField(
         max_length=64, blank=True, help_text="Read the auth token from this environment variable instead of storing it"
     )
+    default_queue = models.ForeignKey(
+        "tasks.Queue", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="Where work arriving here is queued (else the organisation's first queue taking this channel)",
+    )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Webchat: the websites that may embed the widget (checked on the websocket handshake and uploads).
+    allowed_origins = models.TextField(
+        blank=True, validators=[validate_allowed_origins],
+        help_text="Webchat only: the websites that may embed the widget, one origin per line (https://www.example.com)",
+    )  # fmt: skip
 
     class Meta(TenantOwnedModel.Meta):
         constraints = [models.UniqueConstraint(fields=["provider", "address"], name="one_endpoint_per_address")]
@@ -63,3 +73,107 @@ class ChannelEndpoint(TenantOwnedModel):
     @property
     def auth_token_masked(self) -> str:
         return masked(self.auth_token())
+
+
+class InboundOutcome(models.TextChoices):
+    RECEIVED = "received", "Received, not yet processed"
+    STORED = "stored", "Stored"
+    DUPLICATE = "duplicate", "Duplicate (already stored)"
+    BAD_SIGNATURE = "bad_signature", "Rejected: bad or missing signature"
+    MALFORMED = "malformed", "Rejected: malformed"
+    UNKNOWN_ENDPOINT = "unknown_endpoint", "Rejected: no endpoint for this address"
+    FAILED = "failed", "Failed while processing"
+
+
+class InboundEvent(TenantOwnedModel):
+    """Every request a provider sent to one of the tenant's endpoints, written before it is processed.
+
+    Operators see and replay what arrived from here. Only the headers that matter are kept, and
+    never a credential.
+    """
+
+    endpoint = models.ForeignKey(ChannelEndpoint, on_delete=models.SET_NULL, null=True, related_name="+")
+    provider = models.CharField(max_length=16, choices=Provider.choices)
+    kind = models.CharField(max_length=32, help_text="messaging, status, voice, fax, email, …")
+    path = models.CharField(max_length=255)
+    headers = models.JSONField(default=dict)
+    body = models.JSONField(default=dict, help_text="The form fields as received")
+    idempotency_key = models.CharField(max_length=128, blank=True, db_index=True)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    outcome = models.CharField(max_length=24, choices=InboundOutcome.choices, default=InboundOutcome.RECEIVED)
+    detail = models.TextField(blank=True)
+
+    class Meta(TenantOwnedModel.Meta):
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.kind} at {self.received_at:%Y-%m-%d %H:%M:%S}: {self.outcome}"
+
+
+class UnroutedInboundEvent(models.Model):
+    """A request that matched no endpoint, so belongs to no tenant. Only superusers see these."""
+
+    provider = models.CharField(max_length=16, choices=Provider.choices)
+    kind = models.CharField(max_length=32)
+    path = models.CharField(max_length=255)
+    headers = models.JSONField(default=dict)
+    body = models.JSONField(default=dict)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+
+class EmailDetails(TenantOwnedModel):
+    """What an inbound email carries that a Message has no place for: the headers that thread it, its
+    subject, and the mailbox it arrived at (replies go out from that mailbox).
+
+    `message_id_header` is the email's own Message-ID, blank when it had none (the Message's
+    provider_message_id then holds a stand-in derived from the content, which no mail client knows,
+    so it must never be answered with In-Reply-To).
+    """
+
+    message = models.OneToOneField("conversations.Message", on_delete=models.CASCADE, related_name="email")
+    endpoint = models.ForeignKey(ChannelEndpoint, on_delete=models.SET_NULL, null=True, related_name="+")
+    from_address = models.CharField(max_length=254)
+    subject = models.CharField(max_length=998, blank=True)
+    message_id_header = models.CharField(max_length=255, blank=True)
+    in_reply_to = models.TextField(blank=True)
+    references = models.TextField(blank=True, help_text="Message-IDs of the thread, oldest first, space-separated")
+
+    class Meta(TenantOwnedModel.Meta):
+        verbose_name_plural = "email details"
+
+    def __str__(self) -> str:
+        return self.message_id_header or f"email from {self.from_address}"
+
+
+class MediaFetchStatus(models.TextChoices):
+    PENDING = "pending", "Waiting to be fetched"
+    STORED = "stored", "Stored as an attachment"
+    FAILED = "failed", "Could not be fetched"
+
+
+class InboundMedia(TenantOwnedModel):
+    """A file a provider announced with an inbound message (Twilio's MediaUrlN), fetched by a job.
+
+    The row exists from the moment the message is stored, so a file that could not be fetched is
+    never silently lost: it stays here as failed, with the reason, for the agent and the operator.
+    """
+
+    message = models.ForeignKey("conversations.Message", on_delete=models.CASCADE, related_name="inbound_media")
+    endpoint = models.ForeignKey(ChannelEndpoint, on_delete=models.SET_NULL, null=True, related_name="+")
+    url = models.URLField(max_length=1000)
+    declared_content_type = models.CharField(max_length=255)
+    status = models.CharField(max_length=16, choices=MediaFetchStatus.choices, default=MediaFetchStatus.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    attachment = models.ForeignKey("conversations.Attachment", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta(TenantOwnedModel.Meta):
+        ordering = ["created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.declared_content_type} for message {self.message_id}: {self.status}"

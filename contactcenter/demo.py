@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from channels_inbound.models import Channel, ChannelEndpoint, Provider
+from channels_inbound.webchat.demo import seed_webchat_demo
 from contactcenter.models import Membership, Role, Tenant
 from contactcenter.tenancy import dangerously_all_tenants, tenant_context
 from conversations.demo import seed_conversations_demo
@@ -44,6 +45,13 @@ DEMO_PEOPLE = (
 
 def demo_usernames(slug: str) -> list[str]:
     return [f"{slug}-{suffix}" for suffix, *_ in DEMO_PEOPLE]
+
+
+# The mailbox each demo tenant receives email at, and the secret its relay presents (HTTP Basic password).
+DEMO_MAILBOXES = {
+    "acme": ("support@acme.example", "acme-demo-email-secret"),
+    "globex": ("support@globex.example", "globex-demo-email-secret"),
+}
 
 
 @transaction.atomic
@@ -87,6 +95,21 @@ def seed_demo() -> list[str]:
                 endpoint.set_auth_token(spec.auth_token)
                 endpoint.save()
                 created.append(f"twilio endpoint {spec.sms_number}")
+            created += _seed_email_endpoint(tenant, spec)
+            created += seed_webchat_demo(tenant)
             created += seed_tasks_demo(tenant)
             created += seed_conversations_demo(tenant)
     return created
+
+
+def _seed_email_endpoint(tenant: Tenant, spec: DemoTenant) -> list[str]:
+    address, secret = DEMO_MAILBOXES[spec.slug]
+    with dangerously_all_tenants():  # the address is unique across tenants
+        if ChannelEndpoint.objects.filter(provider=Provider.EMAIL, address=address).exists():
+            return []
+    endpoint = ChannelEndpoint(
+        tenant=tenant, provider=Provider.EMAIL, channel=Channel.EMAIL, address=address, name=f"{spec.name} email"
+    )
+    endpoint.set_auth_token(secret)
+    endpoint.save()
+    return [f"email endpoint {address}"]

@@ -628,6 +628,8 @@ def command_test(pytest_args: list[str]) -> int:
         run_id = secrets.token_hex(4)
         os.environ["CACHE_KEY_PREFIX"] = f"switchboard-test-{run_id}"
         os.environ["CHANNEL_LAYER_PREFIX"] = f"switchboard-test-{run_id}"
+        os.environ["CELERY_QUEUE"] = f"switchboard-test-{run_id}"
+        session.on_exit(_forget_test_run_keys, os.environ["REDIS_URL"], f"switchboard-test-{run_id}")
         os.environ["PYTHONUNBUFFERED"] = "1"
 
         # pytest stays in our process group, so a Ctrl-C at the terminal reaches it directly. A
@@ -642,6 +644,16 @@ def command_test(pytest_args: list[str]) -> int:
                 session.stop.requested.clear()
         # pytest's own exit code: 1 failures, 2 interrupted, 5 no tests collected — all failures.
         return pytest.returncode if pytest.returncode >= 0 else 128 - pytest.returncode
+
+
+def _forget_test_run_keys(redis_url: str, prefix: str) -> None:
+    """Delete what a test run left in a shared Redis: its job queue, cache entries and channel groups."""
+    import redis
+
+    with contextlib.suppress(redis.RedisError), redis.Redis.from_url(redis_url, socket_timeout=5) as client:
+        keys = list(client.scan_iter(match=f"*{prefix}*", count=1000))
+        for start in range(0, len(keys), 500):
+            client.delete(*keys[start : start + 500])
 
 
 # --- entry point --------------------------------------------------------------------------------

@@ -20,6 +20,9 @@ class Tenant(models.Model):
     name = models.CharField(max_length=120)
     slug = models.SlugField(max_length=60, unique=True)
     time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
+    auto_close_after_hours = models.PositiveIntegerField(
+        default=72, help_text="Resolved conversations close by themselves after this many hours without news"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

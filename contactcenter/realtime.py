@@ -8,6 +8,7 @@ rolls back), so a browser never shows a change the database does not have. Only 
 """
 
 import logging
+import re
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -17,6 +18,8 @@ logger = logging.getLogger(__name__)
 
 # The consumer method that receives pushes: "realtime.event" is dispatched to `realtime_event`.
 EVENT_TYPE = "realtime.event"
+# Group names allow letters, digits, "-", "_" and "." only (channels-redis), at most 100 characters.
+VISITOR_PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def tenant_group(tenant_id: int) -> str:
@@ -34,6 +37,14 @@ def supervisors_group(tenant_id: int) -> str:
     return f"{tenant_group(tenant_id)}.supervisors"
 
 
+def webchat_visitor_group(tenant_id: int, visitor_public_id: str) -> str:
+    """One anonymous webchat visitor's browser tabs (channels_inbound.webchat). Visitors join this
+    group only, never the tenant's: they are customers, not members."""
+    if not VISITOR_PUBLIC_ID.fullmatch(visitor_public_id):
+        raise ValueError(f"{visitor_public_id!r} is not a visitor id")
+    return f"{tenant_group(tenant_id)}.webchat-{visitor_public_id}"
+
+
 def push_to_member(tenant_id: int, membership_id: int, *, event: str, html: str = "", data: dict | None = None) -> None:
     _push_on_commit(agent_group(tenant_id, membership_id), event=event, html=html, data=data)
 
@@ -44,6 +55,11 @@ def push_to_supervisors(tenant_id: int, *, event: str, html: str = "", data: dic
 
 def push_to_tenant(tenant_id: int, *, event: str, html: str = "", data: dict | None = None) -> None:
     _push_on_commit(tenant_group(tenant_id), event=event, html=html, data=data)
+
+
+def push_to_webchat_visitor(tenant_id: int, visitor_public_id: str, *, event: str, data: dict) -> None:
+    """A JSON event (`{"type": event, **data}` on the visitor's socket) to one webchat visitor."""
+    _push_on_commit(webchat_visitor_group(tenant_id, visitor_public_id), event=event, html="", data=data)
 
 
 def _push_on_commit(group: str, *, event: str, html: str, data: dict | None) -> None:

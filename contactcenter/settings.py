@@ -126,7 +126,10 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            "hosts": [REDIS_URL],
+            # channels-redis waits for messages with a 5-second blocking read; redis-py 8 also times
+            # out reads after 5 seconds by default, and the two racing kill idle websockets. The
+            # socket timeout must be longer than the blocking read.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 10}],
             "prefix": read_str("CHANNEL_LAYER_PREFIX", default="switchboard"),
             "capacity": 1000,
             "expiry": 60,
@@ -162,6 +165,9 @@ MEDIA_ROOT = Path(read_str("MEDIA_ROOT", default=str(BASE_DIR / ".switchboard" /
 
 # Celery: one app (contactcenter/celery.py); jobs live in each app's jobs.py.
 CELERY_BROKER_URL = REDIS_URL
+# The queue jobs go to and workers read. A test run uses a queue of its own, so jobs its code
+# enqueues never reach another run's (or the product's) workers.
+CELERY_TASK_DEFAULT_QUEUE = read_str("CELERY_QUEUE", default="switchboard")
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -186,3 +192,31 @@ LOGGING = {
         "twilio.http_client": {"level": "WARNING"},  # logs every request's headers at INFO
     },
 }
+
+# --- Email: replies on the email channel go out through Django's default mailer ------------------
+# Django 6.1's MAILERS (the EMAIL_* settings are deprecated); the environment keeps the familiar names.
+# Unset, it is SMTP to localhost:25 (a local MTA, as most servers have): a reply is never shown as
+# sent unless a mail server took it; without one it fails visibly (retried, then failed with the reason).
+_email_backend = read_str("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
+_smtp_options = {
+    "host": read_str("EMAIL_HOST", default="localhost"),
+    "port": read_int("EMAIL_PORT", default=25, minimum=1),
+    "username": read_str("EMAIL_HOST_USER", default=""),
+    "password": read_str("EMAIL_HOST_PASSWORD", default=""),
+    "use_tls": read_bool("EMAIL_USE_TLS", default=False),  # STARTTLS, usually port 587
+    "use_ssl": read_bool("EMAIL_USE_SSL", default=False),  # TLS from the start, usually port 465
+    "timeout": read_int("EMAIL_TIMEOUT", default=10, minimum=1),  # Django's default waits forever
+}
+if _smtp_options["use_tls"] and _smtp_options["use_ssl"]:
+    raise ImproperlyConfigured("set EMAIL_USE_TLS (STARTTLS) or EMAIL_USE_SSL (implicit TLS), not both")
+MAILERS = {
+    "default": {
+        "BACKEND": _email_backend,
+        # Only the SMTP backend takes these; the console or file backends refuse unknown options.
+        "OPTIONS": _smtp_options if _email_backend.endswith("smtp.EmailBackend") else {},
+    }
+}
+DEFAULT_FROM_EMAIL = read_str("DEFAULT_FROM_EMAIL", default="Switchboard <switchboard@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Inbound email attachments larger than this are not kept (the message says which were left out).
+EMAIL_ATTACHMENT_MAX_BYTES = read_int("EMAIL_ATTACHMENT_MAX_MB", default=20, minimum=1) * 1024 * 1024

@@ -11,8 +11,9 @@ The current tenant is set only by the entry points:
 - webhooks (from the endpoint the provider's credentials identify);
 - Celery jobs (from the explicit `tenant_id` they are given).
 
-There are three states: a tenant is set (queries see that tenant's rows), none is set (queries
-raise `TenantNotSet`: failing closed, never silently returning everything), or the caller has
+There are three states, read when each query runs (see CurrentTenantId): a tenant is set (queries
+see that tenant's rows), none is set (queries raise `TenantNotSet`: failing closed, never silently
+returning everything), or the caller has
 said `dangerously_all_tenants()` (superusers in admin, system sweeps that then enter each tenant,
 and the membership lookup that decides which tenant a user is in). The bypass is a context manager
 with a loud name so `grep dangerously_` lists every place that crosses tenants.
@@ -24,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from django.db import models
+from django.db.models.functions import Coalesce
 from django.http import Http404
 
 
@@ -76,24 +78,57 @@ def _check_write_allowed(tenant_id: int | None) -> None:
         raise CrossTenantWrite(f"writing a row of tenant {tenant_id} while tenant {current} is current")
 
 
+class CurrentTenantId(models.Expression):
+    """The current tenant's id, read when the SQL is compiled, not when the queryset is built.
+
+    Querysets are often built long before they run: a ModelForm's choices at import time, a
+    queryset kept on a class. Reading the tenant at compile time scopes each query by the tenant in
+    force when it actually runs, and a query that runs outside any tenant raises TenantNotSet.
+    Under dangerously_all_tenants() it compiles to NULL, which the manager's COALESCE turns into
+    "this row's own tenant", i.e. no restriction.
+    """
+
+    output_field = models.BigIntegerField()
+
+    def __init__(self, model_name: str = ""):
+        super().__init__()
+        self.model_name = model_name
+
+    def as_sql(self, compiler, connection):
+        current = _current_tenant.get()
+        if current is None:
+            raise TenantNotSet(
+                f"{self.model_name or 'A tenant-owned table'} was queried outside a tenant; wrap the call "
+                "in tenant_context(tenant) at the entry point"
+            )
+        if current == _ALL_TENANTS:
+            return "NULL", []
+        return "%s", [current]
+
+    def __eq__(self, other):
+        return isinstance(other, CurrentTenantId)
+
+    def __hash__(self):
+        return hash(CurrentTenantId)
+
+
 class TenantScopedQuerySet(models.QuerySet):
     pass
 
 
 class TenantScopedManager(models.Manager.from_queryset(TenantScopedQuerySet)):
-    """Filters every query by the current tenant; raises when there is none."""
+    """Filters every query by the tenant in force when it runs; raises when there is none.
+
+    The filter is `tenant_id = COALESCE(<current tenant>, tenant_id)`: PostgreSQL folds a constant
+    first argument, so with a tenant set this is a plain `tenant_id = 42` that uses the indexes.
+    """
 
     def get_queryset(self):
-        current = _current_tenant.get()
-        queryset = super().get_queryset()
-        if current == _ALL_TENANTS:
-            return queryset
-        if current is None:
-            raise TenantNotSet(
-                f"{self.model.__name__} was queried outside a tenant; wrap the call in "
-                "tenant_context(tenant) at the entry point"
-            )
-        return queryset.filter(tenant_id=current)
+        return (
+            super()
+            .get_queryset()
+            .filter(tenant_id=Coalesce(CurrentTenantId(self.model.__name__), models.F("tenant_id")))
+        )
 
     # Creating needs no read scope: the row names its tenant, and it must be the current one.
     def create(self, **kwargs):

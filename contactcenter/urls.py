@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from contactcenter import views
 
@@ -12,6 +12,8 @@ urlpatterns = [
     path("tenant/switch/", views.tenant_switch, name="tenant-switch"),
     path("team/", views.team, name="team"),
     path("team/<str:public_id>/", views.team_member, name="team-member"),
+    path("webhooks/", include("channels_inbound.urls")),
+    path("webchat/", include("channels_inbound.webchat.urls")),
     path("admin/", admin.site.urls),
     path("", views.home, name="home"),
 ]

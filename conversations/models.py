@@ -293,6 +293,8 @@ class ActivityKind(models.TextChoices):
     TRANSFER = "transfer", "Transfer"
     TAGS = "tags", "Tags"
     NOTE = "note", "Note"
+    SLA = "sla", "Service level"
+    ESCALATION = "escalation", "Escalation"
 
 
 class Activity(TenantOwnedModel):

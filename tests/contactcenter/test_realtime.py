@@ -143,3 +143,18 @@ async def test_the_layer_is_channels_redis():
     layer = get_channel_layer()
     assert type(layer).__module__.startswith("channels_redis")
     await asyncio.sleep(0)
+
+
+async def test_an_idle_socket_still_receives_pushes(acme_agent):
+    # An agent's tab sits quiet for minutes between events. Longer than channels-redis's 5-second
+    # blocking read, so a Redis client timing out reads at the same moment would drop the socket.
+    socket, connected, _ = await connect(acme_agent.user)
+    assert connected
+    try:
+        await asyncio.sleep(7)
+        await sync_to_async(push_in_transaction)(
+            realtime.push_to_member, acme_agent.tenant_id, acme_agent.pk, event="offer", html="<p>after a quiet spell</p>"
+        )
+        assert await socket.receive_from(timeout=5) == "<p>after a quiet spell</p>"
+    finally:
+        await socket.disconnect()

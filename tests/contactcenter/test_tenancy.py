@@ -1,8 +1,9 @@
 """Tenant scoping: the manager that fails closed, the 404 helper, and the guard over every model."""
 
 import pytest
+from django import forms
 from django.apps import apps
-from django.db import models
+from django.db import connection, models
 from django.http import Http404
 from django.test.utils import isolate_apps
 
@@ -157,3 +158,42 @@ def test_public_ids_are_unguessable_and_distinct(acme):
     public_ids = {number.public_id for number in numbers}
     assert len(public_ids) == 50
     assert all(len(public_id) == 16 and not public_id.isdigit() for public_id in public_ids)
+
+
+def test_a_queryset_built_outside_any_tenant_is_scoped_by_the_tenant_in_force_when_it_runs(acme, globex):
+    acme_number, globex_number = endpoint(acme, "+15550000001"), endpoint(globex, "+15550000002")
+    built_early = ChannelEndpoint.objects.order_by("pk")  # as a form or class attribute would, at import
+    with pytest.raises(TenantNotSet):
+        list(built_early)
+    with tenant_context(acme):
+        assert list(built_early.all()) == [acme_number]
+    with tenant_context(globex):
+        assert list(built_early.all()) == [globex_number]
+    with dangerously_all_tenants():
+        assert list(built_early.all()) == [acme_number, globex_number]
+
+
+class EndpointChoiceForm(forms.Form):
+    """Declared at import time, like any form with a choice of tenant-owned rows."""
+
+    endpoint = forms.ModelChoiceField(queryset=ChannelEndpoint.objects.all())
+
+
+def test_a_form_declared_at_import_offers_only_the_current_tenants_rows(acme, globex):
+    acme_number, globex_number = endpoint(acme, "+15550000001"), endpoint(globex, "+15550000002")
+    with tenant_context(acme):
+        form = EndpointChoiceForm(data={"endpoint": globex_number.pk})
+        assert [choice for choice, _ in form.fields["endpoint"].choices if choice] == [acme_number.pk]
+        assert not form.is_valid()  # another tenant's row cannot be chosen by posting its id
+        assert EndpointChoiceForm(data={"endpoint": acme_number.pk}).is_valid()
+
+
+def test_the_scope_compiles_to_a_plain_indexed_tenant_filter(acme):
+    with tenant_context(acme):
+        sql, params = ChannelEndpoint.objects.filter(address="+1").query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute("EXPLAIN " + sql, params)
+            plan = " ".join(row[0] for row in cursor.fetchall())
+    assert acme.pk in params
+    # PostgreSQL folds COALESCE(<constant>, tenant_id) to the constant: no function left in the plan.
+    assert "COALESCE" not in plan.upper()

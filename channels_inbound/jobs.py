@@ -1,0 +1,25 @@
+"""Celery jobs of the channels: each fetches, calls one service, and owns only its retry policy."""
+
+from celery import shared_task
+
+from channels_inbound.models import InboundMedia
+from channels_inbound.twilio.services import MediaFetchFailed, inbound_media_fetch
+from contactcenter.tenancy import tenant_context
+
+MEDIA_FETCH_MAX_RETRIES = 5
+
+
+@shared_task(bind=True, ignore_result=True, max_retries=MEDIA_FETCH_MAX_RETRIES, acks_late=True, reject_on_worker_lost=True)
+def fetch_inbound_media(self, tenant_id: int, media_id: int) -> None:
+    """Fetch one announced media file; temporary failures retry with backoff (2 s … 32 s).
+
+    acks_late is safe: the service stores a file only while its row is still pending.
+    """
+    with tenant_context(tenant_id):
+        media = InboundMedia.objects.select_related("endpoint").filter(pk=media_id).first()
+        if media is None:
+            return
+        try:
+            inbound_media_fetch(media=media, final_attempt=self.request.retries >= self.max_retries)
+        except MediaFetchFailed as failure:
+            raise self.retry(exc=failure, countdown=2 ** (self.request.retries + 1)) from failure

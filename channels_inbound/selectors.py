@@ -1,0 +1,44 @@
+"""Reads of channel endpoints."""
+
+from channels_inbound.models import ChannelEndpoint, Provider
+from contactcenter.tenancy import dangerously_all_tenants
+
+
+def twilio_endpoint_for(*, address: str, account_sid: str) -> ChannelEndpoint | None:
+    """The active Twilio endpoint for `address` under `account_sid`, in whichever tenant owns it.
+
+    Crosses tenants on purpose: a webhook is how we learn the tenant. Safe because the address is
+    unique across tenants and the caller must then prove the request with this endpoint's own auth
+    token before anything is stored.
+    """
+    with dangerously_all_tenants():
+        return (
+            ChannelEndpoint.objects.filter(
+                provider=Provider.TWILIO, address=address, account_sid=account_sid, is_active=True
+            )
+            .select_related("tenant")
+            .first()
+        )
+
+
+def twilio_endpoint_for_conversation(conversation) -> ChannelEndpoint | None:
+    """The tenant's active Twilio endpoint on the conversation's channel (runs inside the tenant)."""
+    return (
+        ChannelEndpoint.objects.filter(provider=Provider.TWILIO, channel=conversation.channel, is_active=True)
+        .order_by("created_at", "pk")
+        .first()
+    )
+
+
+def contact_address_on_channel(contact, channel: str) -> str | None:
+    """Where to write to `contact` on `channel`: their phone number (SMS and WhatsApp are the same
+    number) or their Messenger id."""
+    from conversations.identities import EQUIVALENT_IDENTITY_KINDS
+    from conversations.models import ContactIdentity
+
+    kind = {"sms": "phone", "whatsapp": "whatsapp", "messenger": "messenger"}.get(channel)
+    if kind is None:
+        return None
+    kinds = EQUIVALENT_IDENTITY_KINDS.get(kind, (kind,))
+    identity = ContactIdentity.objects.filter(contact=contact, kind__in=kinds).order_by("pk").first()
+    return identity.value if identity else None

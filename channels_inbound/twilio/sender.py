@@ -1,0 +1,47 @@
+"""Outbound SMS, WhatsApp and Messenger messages through Twilio's REST API.
+
+Registered with conversations.delivery, which calls it from the delivery job outside any
+transaction. Twilio's answers are sorted into temporary failures (network, 5xx, 429: the job
+retries with backoff) and permanent ones (invalid number, blocked, bad credentials: failed at once
+with Twilio's code and message, shown to the agent).
+"""
+
+import requests
+from django.conf import settings
+from django.urls import reverse
+from twilio.base.exceptions import TwilioRestException
+
+from channels_inbound.models import Channel
+from channels_inbound.selectors import contact_address_on_channel, twilio_endpoint_for_conversation
+from channels_inbound.twilio.rest import twilio_client
+from conversations.delivery import PermanentFailure, TemporaryFailure, register_sender
+
+ADDRESS_PREFIX = {Channel.SMS: "", Channel.WHATSAPP: "whatsapp:", Channel.MESSENGER: "messenger:"}
+
+
+def twilio_message_send(message) -> str:
+    """Send `message` on its conversation's channel; return Twilio's message SID."""
+    conversation = message.conversation
+    endpoint = twilio_endpoint_for_conversation(conversation)
+    if endpoint is None:
+        raise PermanentFailure(f"no active Twilio {conversation.channel} number is configured for this organisation")
+    address = contact_address_on_channel(conversation.contact, conversation.channel)
+    if address is None:
+        raise PermanentFailure(f"the contact has no {conversation.channel} address to write to")
+    parameters = {"to": ADDRESS_PREFIX[conversation.channel] + address, "from_": endpoint.address, "body": message.body}
+    if settings.PUBLIC_BASE_URL:  # Twilio can only call back a URL it can reach
+        parameters["status_callback"] = settings.PUBLIC_BASE_URL + reverse("twilio-status")
+    try:
+        sent = twilio_client(endpoint.account_sid, endpoint.auth_token()).messages.create(**parameters)
+    except TwilioRestException as error:
+        reason = f"Twilio {error.code or error.status}: {error.msg}"
+        if error.status >= 500 or error.status == 429:
+            raise TemporaryFailure(reason, code=str(error.code or error.status)) from error
+        raise PermanentFailure(reason, code=str(error.code or error.status)) from error
+    except requests.RequestException as error:
+        raise TemporaryFailure(f"Twilio could not be reached: {type(error).__name__}") from error
+    return sent.sid
+
+
+for channel in ADDRESS_PREFIX:
+    register_sender(channel, twilio_message_send)

@@ -1,0 +1,12 @@
+from django.urls import path
+
+from channels_inbound.email import views as email_views
+from channels_inbound.twilio import views as twilio_views
+from channels_inbound.webchat import views as webchat_views
+
+urlpatterns = [
+    path("twilio/messaging", twilio_views.messaging, name="twilio-messaging"),
+    path("twilio/status", twilio_views.status, name="twilio-status"),
+    path("email/inbound", email_views.inbound, name="email-inbound"),
+    path("webchat/upload", webchat_views.upload, name="webchat-upload"),
+]

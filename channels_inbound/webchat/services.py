@@ -1,0 +1,60 @@
+"""What the webchat widget stores, through the conversation services, and what it pushes to visitors.
+
+Each runs inside the widget endpoint's tenant (the caller's tenant_context).
+"""
+
+from django.db import transaction
+
+from channels_inbound.models import Channel
+from channels_inbound.webchat.protocol import message_frame, provider_message_id_of
+from channels_inbound.webchat.selectors import queue_position, visitor_ids_of
+from contactcenter import realtime
+from conversations.models import Conversation, IdentityKind, Message, Via
+from conversations.services import (
+    attachment_add,
+    contact_find_or_create,
+    conversation_find_or_start,
+    message_append_inbound,
+)
+
+
+def webchat_message_store(*, visitor_id: str, client_id: str, body: str) -> tuple[Message, bool]:
+    """A visitor's message: find or create the contact (identity `webchat` = the visitor id) and their
+    live webchat conversation, and append the message, idempotent on the widget's client id (a resend
+    returns the stored message). One transaction. Returns (message, created)."""
+    with transaction.atomic():
+        contact, _ = contact_find_or_create(kind=IdentityKind.WEBCHAT, value=visitor_id)
+        conversation, _ = conversation_find_or_start(contact=contact, channel=Channel.WEBCHAT, via=Via.WEBHOOK)
+        return message_append_inbound(
+            conversation=conversation, body=body, provider_message_id=provider_message_id_of(visitor_id, client_id)
+        )
+
+
+def webchat_upload_store(
+    *, visitor_id: str, client_id: str, body: str, filename: str, content: bytes, content_type: str
+) -> tuple[Message, bool]:
+    """A visitor's file (content type already sniffed by the caller) on a new inbound message, as
+    webchat_message_store; a resend of the same client id stores nothing. One transaction."""
+    with transaction.atomic():
+        message, created = webchat_message_store(visitor_id=visitor_id, client_id=client_id, body=body)
+        if created:
+            attachment_add(message=message, filename=filename, content=content, content_type=content_type)
+    return message, created
+
+
+def webchat_reply_push(message: Message) -> int:
+    """An agent's message to the browsers of the conversation's visitor, on commit. Returns how many
+    visitors it was pushed to (0: the contact never wrote through the widget)."""
+    frame = message_frame(message)
+    visitor_ids = visitor_ids_of(message.conversation)
+    for visitor_id in visitor_ids:
+        realtime.push_to_webchat_visitor(message.tenant_id, visitor_id, event="message", data={"message": frame})
+    return len(visitor_ids)
+
+
+def webchat_queue_position_push(conversation: Conversation) -> None:
+    """Tell the conversation's visitor their place in line ("You are number n in line"; null hides
+    it), on commit. For routing to call whenever the waiting order of a queue changes."""
+    position = queue_position(conversation)
+    for visitor_id in visitor_ids_of(conversation):
+        realtime.push_to_webchat_visitor(conversation.tenant_id, visitor_id, event="queue", data={"position": position})
