@@ -99,3 +99,27 @@ def media_root(settings, tmp_path):
     """Files a test stores go to its own folder, never into the run command's state folder."""
     settings.MEDIA_ROOT = tmp_path / "media"
     return settings.MEDIA_ROOT
+
+
+@pytest.fixture(autouse=True)
+def fresh_channel_layer():
+    """A new channel-layer instance per test. channels-redis binds some of its state (the receive
+    lock, connection pools) to the event loop that first used it; tests run in many loops."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
+@pytest.fixture
+def worker_and_beat(transactional_db, tmp_path):
+    """A real Celery worker and beat on the test database, stopped whatever the test does."""
+    from tests.servers import CeleryWorkerAndBeat
+
+    processes = CeleryWorkerAndBeat(tmp_path)
+    try:
+        processes.start()
+        yield processes
+    finally:
+        processes.stop()

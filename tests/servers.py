@@ -16,6 +16,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from contactcenter.launcher import die_with_parent
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -48,8 +50,9 @@ class ProductProcess:
     def start(self) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child writes to it until it stops
         self.process = subprocess.Popen(
-            self.argv, env=product_environment(**self.env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+            self.argv, env=product_environment(**self.env), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=die_with_parent,  # even a killed test run leaves none behind
+        )  # fmt: skip
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

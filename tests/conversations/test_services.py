@@ -231,17 +231,17 @@ def test_a_closed_conversation_takes_no_message(in_acme):
 
 @pytest.fixture
 def broker():
-    """The real Celery broker list on Redis (this test run's own database), emptied first."""
+    """The real Celery broker list on Redis (this test run's own queue), emptied first."""
     client = redis.Redis.from_url(settings.REDIS_URL)
-    client.delete("celery")
+    client.delete(settings.CELERY_TASK_DEFAULT_QUEUE)
     yield client
-    client.delete("celery")
+    client.delete(settings.CELERY_TASK_DEFAULT_QUEUE)
 
 
 def enqueued_jobs(client) -> list[tuple[str, str]]:
     return [
         (payload["headers"]["task"], payload["headers"]["argsrepr"])
-        for payload in (json.loads(raw) for raw in client.lrange("celery", 0, -1))
+        for payload in (json.loads(raw) for raw in client.lrange(settings.CELERY_TASK_DEFAULT_QUEUE, 0, -1))
     ]
 
 
@@ -287,7 +287,7 @@ def test_schedule_needs_a_future_time_and_enqueues_with_that_eta(world, broker, 
     with django_capture_on_commit_callbacks(execute=True):
         message = message_schedule(conversation=world.live, author=world.agent, body="Reminder", send_at=send_at)
     assert (message.delivery_status, message.send_at) == ("queued", send_at)
-    payload = json.loads(broker.lrange("celery", 0, -1)[0])
+    payload = json.loads(broker.lrange(settings.CELERY_TASK_DEFAULT_QUEUE, 0, -1)[0])
     assert payload["headers"]["eta"] == send_at.isoformat()
     world.live.refresh_from_db()
     assert world.live.first_response_at is None  # a scheduled message is not a reply yet
