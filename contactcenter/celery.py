@@ -16,7 +16,16 @@ app.autodiscover_tasks(related_name="jobs")
 
 # Periodic sweeps. Every sweep is idempotent: a duplicate run, or one killed half-way, fires each
 # action once, because the services it calls claim each due row with a compare-and-set.
+# `expires` drops a run still queued when the next one is due, so a stalled worker does not come back
+# to a backlog of identical sweeps.
 app.conf.beat_schedule = {
+    "sweep-due-timers": {"task": "tasks.jobs.sweep_due_timers", "schedule": 1.0, "options": {"expires": 2.0}},
+    "deliver-due-scheduled-messages": {
+        "task": "conversations.jobs.deliver_due_scheduled_messages",
+        "schedule": 5.0,
+        "options": {"expires": 10.0},
+    },
+    "reap-stuck-tasks": {"task": "tasks.jobs.reap_stuck_tasks", "schedule": 15.0, "options": {"expires": 15.0}},
     "record-worker-heartbeat": {
         "task": "contactcenter.jobs.record_worker_heartbeat",
         "schedule": 10.0,

@@ -1,14 +1,28 @@
-"""Admin of queues, teams, dispositions, automation rules and (read-only) tasks. Kept simple."""
+"""Admin of queues, teams, dispositions, automation rules, skills, break reasons, agents' routing
+state and (read-only) tasks, offers and status periods. Kept simple."""
 
 from django.contrib import admin
 
 from contactcenter.admin_site import TenantScopedAdmin
-from tasks.models import AutomationRule, Disposition, Queue, Task, Team
+from tasks.models import (
+    AgentSkill,
+    AgentState,
+    AgentStatusPeriod,
+    AutomationRule,
+    BreakReason,
+    Disposition,
+    Offer,
+    Queue,
+    Skill,
+    Task,
+    Team,
+)
 
 
 @admin.register(Queue)
 class QueueAdmin(TenantScopedAdmin):
-    list_display = ["name", "channels", "disposition_required", "default_disposition"]
+    list_display = ["name", "channels", "strategy", "max_offers_per_task", "offer_timeout_seconds", "wrap_up_mode"]
+    filter_horizontal = ["required_skills"]
 
 
 @admin.register(Team)
@@ -30,13 +44,8 @@ class AutomationRuleAdmin(TenantScopedAdmin):
     list_filter = ["trigger", "is_active"]
 
 
-@admin.register(Task)
-class TaskAdmin(TenantScopedAdmin):
-    """Tasks change through the services (their status, assignment and log); here they are only viewed."""
-
-    list_display = ["title", "kind", "status", "priority", "queue", "assignee", "due_at", "created_at"]
-    list_filter = ["kind", "status", "priority", "queue"]
-    search_fields = ["title"]
+class ReadOnlyAdmin(TenantScopedAdmin):
+    """Rows that change only through the services (status, log, timers); here they are only viewed."""
 
     def has_add_permission(self, request):
         return False
@@ -46,3 +55,53 @@ class TaskAdmin(TenantScopedAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(Task)
+class TaskAdmin(ReadOnlyAdmin):
+    list_display = ["title", "kind", "status", "priority", "queue", "assignee", "sla_state", "due_at", "created_at"]
+    list_filter = ["kind", "status", "priority", "queue", "sla_state"]
+    search_fields = ["title"]
+
+
+@admin.register(Offer)
+class OfferAdmin(ReadOnlyAdmin):
+    list_display = ["task", "agent", "status", "created_at", "expires_at", "responded_at", "explanation"]
+    list_filter = ["status"]
+
+
+@admin.register(AgentStatusPeriod)
+class AgentStatusPeriodAdmin(ReadOnlyAdmin):
+    list_display = ["membership", "status", "break_reason", "started_at", "ended_at"]
+    list_filter = ["status"]
+
+
+@admin.register(Skill)
+class SkillAdmin(TenantScopedAdmin):
+    list_display = ["name"]
+
+
+@admin.register(AgentSkill)
+class AgentSkillAdmin(TenantScopedAdmin):
+    list_display = ["membership", "skill", "level"]
+
+
+@admin.register(BreakReason)
+class BreakReasonAdmin(TenantScopedAdmin):
+    list_display = ["name", "position", "is_active"]
+    list_editable = ["position", "is_active"]
+
+
+@admin.register(AgentState)
+class AgentStateAdmin(TenantScopedAdmin):
+    """Allowed queues and capacity are a supervisor's to set; the status changes only through
+    tasks.services.agent_set_status (so the time in each status is recorded), hence not editable here."""
+
+    list_display = ["membership", "status", "break_reason", "status_since", "consecutive_missed_offers"]
+    list_filter = ["status"]
+    # Served queues are the agent's choice within these (agent_choose_queues); routing reads both.
+    fields = ["allowed_queues", "capacity"]
+    filter_horizontal = ["allowed_queues"]
+
+    def has_add_permission(self, request):
+        return False  # created by tasks.services.agent_state_for

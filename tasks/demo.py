@@ -1,12 +1,13 @@
 """Demo queues, dispositions and an automation rule for one tenant (called by contactcenter.demo)."""
 
 from tasks.models import AutomationRule, Disposition, Queue, RuleAssignee, RuleTrigger, TaskPriority
-from tasks.services import dispositions_ensure_defaults
+from tasks.services import break_reasons_ensure_defaults, dispositions_ensure_defaults
 
 
 def seed_tasks_demo(tenant) -> list[str]:
     """Inside tenant_context(tenant): create what is missing, change nothing that exists; a line per row created."""
     created = [f"disposition {d.name} for {tenant.slug}" for d in dispositions_ensure_defaults(tenant=tenant)]
+    created += [f"break reason {r.name} for {tenant.slug}" for r in break_reasons_ensure_defaults(tenant=tenant)]
     resolved = Disposition.objects.get(name="Resolved")
     follow_up = Disposition.objects.get(name="Follow-up Required")
     _, made = Queue.objects.get_or_create(

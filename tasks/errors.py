@@ -17,3 +17,19 @@ class AssignmentNotAllowed(DomainError):
 
 class TaskNotAllowed(DomainError):
     pass
+
+
+class OfferNotAllowed(DomainError):
+    """The offer is not this agent's, has expired, or was withdrawn."""
+
+
+class AgentStatusNotAllowed(DomainError):
+    pass
+
+
+class QueueNotAllowed(DomainError):
+    pass
+
+
+class AtCapacity(DomainError):
+    """The agent already holds as much work of this channel as their capacity allows."""

@@ -6,24 +6,60 @@ docstring lists and pushes through contactcenter.realtime, which sends on commit
 is the only code that changes a task's status.
 
 Conversation-level operations that also move a task (assign, end, transfer, merge, split) live in
-conversations.services and call these; this module never imports conversations.services.
+conversations.services and call these. This module imports conversations.services only inside the
+routing services that move a conversation with its task (offer_accept, task_claim), never at import.
+
+Routing (the second half of this module): agents' status and queues, routing runs that turn the
+pure choice of tasks.routing into offers, and the offer's answers (accept, decline, time-out), plus
+claiming ("Assign to me", pick mode, a supervisor giving work). Lock order everywhere, to rule out
+deadlocks: a conversation, then its task, then agents' AgentState rows. Routing runs lock tasks and
+agents with SKIP LOCKED, so they never wait for anyone. Every move of an offer holds its task's row
+lock, so an offer's answer and its task's status change together.
 """
 
+import logging
+from collections import defaultdict
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Case, F, IntegerField, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from channels_inbound.models import Channel
 from contactcenter import realtime
 from contactcenter.errors import AlreadyTaken, TransitionNotAllowed
+from contactcenter.models import Membership, Tenant
+from contactcenter.tenancy import CrossTenantWrite, current_tenant_id
 from conversations.activity import activity_record
 from conversations.errors import ChangedMeanwhile, ensure_same_tenant
 from conversations.models import ActivityKind, Conversation, ConversationPriority, ConversationStatus, Via
-from tasks.errors import AssignmentNotAllowed, DispositionNotAllowed, DispositionRequired, TaskNotAllowed
+from tasks import routing
+from tasks.acceptance import acceptance_hooks_run
+from tasks.errors import (
+    AgentStatusNotAllowed,
+    AssignmentNotAllowed,
+    AtCapacity,
+    DispositionNotAllowed,
+    DispositionRequired,
+    OfferNotAllowed,
+    QueueNotAllowed,
+    TaskNotAllowed,
+)
 from tasks.models import (
+    DEFAULT_BREAK_REASONS,
+    MISSED_OFFERS_REASON,
+    AgentSkill,
+    AgentState,
+    AgentStatus,
+    AgentStatusPeriod,
     AutomationRule,
+    BreakReason,
     Disposition,
+    Offer,
+    OfferStatus,
+    Queue,
+    RoutingStrategy,
     RuleAction,
     RuleAssignee,
     RuleTrigger,
@@ -31,7 +67,11 @@ from tasks.models import (
     TaskKind,
     TaskPriority,
     TaskStatus,
+    WrapUpMode,
 )
+from tasks.selectors import agent_loads
+
+logger = logging.getLogger(__name__)
 
 S = TaskStatus
 TASK_TRANSITIONS: dict[str, frozenset[str]] = {
@@ -100,6 +140,13 @@ def task_transition(
     no row matches and ChangedMeanwhile is raised; two racing callers therefore end with exactly one
     winner (the UPDATE's row lock makes the second wait for the first to commit, then re-check).
     `fields` (assignee, disposition, …) are written by the same UPDATE.
+    Routing side effects, so that no caller can forget them:
+    - → wrapping in a queue with automatic wrap-up sets `wrap_up_due_at` (now + wrap_up_seconds)
+      in the same UPDATE; the wrap-up sweep (tasks.timers) completes it then.
+    - leaving reserved cancels the task's offers still pending (an offer never outlives its
+      reservation; offer_accept/decline/time-out answer theirs first, so this catches transfers,
+      supervisors' assignments and cancellations).
+    - → pending (queued again) or out of assigned/wrapping (capacity freed) requests routing.
     Writes one activity row of `kind` (status, or completion) with old → new status and `reason`.
     Pushes `task.status` to supervisors and the assignee on commit.
     """
@@ -113,6 +160,10 @@ def task_transition(
     now = timezone.now()
     if to_status in (S.COMPLETED, S.CANCELED):
         fields.setdefault("completed_at", now)
+    if to_status == S.WRAPPING and task.queue_id:
+        mode, seconds = Queue.objects.values_list("wrap_up_mode", "wrap_up_seconds").get(pk=task.queue_id)
+        if mode == WrapUpMode.AUTOMATIC:
+            fields.setdefault("wrap_up_due_at", now + timedelta(seconds=seconds))
     with transaction.atomic():
         updated = Task.objects.filter(pk=task.pk, status=old).update(
             status=to_status, status_changed_at=now, updated_at=now, **fields
@@ -129,6 +180,10 @@ def task_transition(
         task.status, task.status_changed_at, task.updated_at = to_status, now, now
         activity_record(kind=kind, task=task, actor=actor, via=via, old=old, new=to_status, reason=reason)
         _push_task(task, "task.status")
+        if old == S.RESERVED:
+            _offers_withdraw(task, OfferStatus.CANCELED, reason=f"The task became {S(to_status).label.lower()}.")
+        if to_status == S.PENDING or old in (S.ASSIGNED, S.WRAPPING):
+            routing_request(tenant_id=task.tenant_id)
     return task
 
 
@@ -152,7 +207,8 @@ def task_create(
     """Create a pending task (a conversation task needs its conversation; the queue must take its channel).
 
     A follow-up or internal task given an `assignee` is on their To Do list (still pending).
-    Writes one `created` row (linked to the conversation, if any). Pushes `task.created` on commit.
+    Writes one `created` row (linked to the conversation, if any). Pushes `task.created` on commit;
+    a task in a queue for nobody in particular also requests routing (routing_request).
     """
     tenant_id = ensure_same_tenant(conversation, queue, assignee, team, actor, rule)
     if kind == TaskKind.CONVERSATION and conversation is None:
@@ -180,6 +236,8 @@ def task_create(
         )
         activity_record(kind=ActivityKind.CREATED, task=task, actor=actor, via=via, new=kind, reason=reason)
         _push_task(task, "task.created")
+        if queue is not None and assignee is None and team is None:
+            routing_request(tenant_id=tenant_id)
     return task
 
 
@@ -362,3 +420,680 @@ def dispositions_ensure_defaults(*, tenant) -> list[Disposition]:
         if made:
             created.append(disposition)
     return created
+
+
+# --- routing: agents ------------------------------------------------------------------------------
+
+A = AgentStatus
+OS = OfferStatus
+# Only a pending offer moves, and only once: the answer (or its withdrawal) is final.
+OFFER_TRANSITIONS: dict[str, frozenset[str]] = {
+    OS.PENDING: frozenset({OS.ACCEPTED, OS.DECLINED, OS.TIMED_OUT, OS.CANCELED, OS.RESCINDED}),
+    **{status: frozenset() for status in (OS.ACCEPTED, OS.DECLINED, OS.TIMED_OUT, OS.CANCELED, OS.RESCINDED)},
+}
+PRIORITY_RANK = {
+    TaskPriority.LOW: routing.Priority.LOW,
+    TaskPriority.MEDIUM: routing.Priority.MEDIUM,
+    TaskPriority.HIGH: routing.Priority.HIGH,
+    TaskPriority.CRITICAL: routing.Priority.CRITICAL,
+}
+# How many waiting tasks of one queue a routing run looks at: the front of the queue. Agents free
+# for more than this many offers at once are rare; the next run takes the next ones.
+ROUTING_WINDOW = 200
+
+
+def break_reasons_ensure_defaults(*, tenant) -> list[BreakReason]:
+    """Create the default break reasons that are missing (Break, Lunch, Training, and "Missed
+    offers", the one routing sets). Idempotent (unique per tenant and name). Runs inside
+    tenant_context(tenant). Returns the ones it created. Writes no activity; pushes nothing."""
+    created = []
+    for position, name in enumerate(DEFAULT_BREAK_REASONS, start=1):
+        reason, made = BreakReason.objects.get_or_create(tenant=tenant, name=name, defaults={"position": position * 10})
+        if made:
+            created.append(reason)
+    return created
+
+
+def agent_state_for(membership: Membership) -> AgentState:
+    """The agent's routing state, created (offline, with its first status period) on first use.
+
+    Concurrent first calls create one row (the one-to-one constraint decides, get_or_create retries).
+    Takes no lock; services that change the state lock it themselves (_agent_state_locked).
+    """
+    tenant_id = ensure_same_tenant(membership)
+    with transaction.atomic():
+        state, made = AgentState.objects.get_or_create(membership=membership, defaults={"tenant_id": tenant_id})
+        if made:
+            AgentStatusPeriod.objects.create(
+                tenant_id=tenant_id, membership=membership, status=state.status, started_at=state.status_since
+            )
+    return state
+
+
+def _agent_state_locked(membership: Membership) -> AgentState:
+    agent_state_for(membership)
+    return AgentState.objects.select_for_update().get(membership=membership)
+
+
+def agent_set_status(
+    *, membership: Membership, status: str, break_reason: BreakReason | None = None, actor=None
+) -> AgentState:
+    """Set an agent Available, Unavailable (with a break reason of the tenant's list) or Offline.
+
+    The agent themselves or a supervisor (actor None: the system, e.g. after missed offers).
+    Locks the agent's AgentState. Unchanged status and reason write nothing. Closes the open
+    AgentStatusPeriod and opens the new one (the time in each status is recorded). Becoming
+    available resets the missed-offer count and requests routing. Offers already made stay until
+    answered or timed out. Pushes `agent.status` to the agent and supervisors on commit.
+    """
+    A(status)
+    tenant_id = ensure_same_tenant(membership, break_reason, actor)
+    if actor is not None and actor.pk != membership.pk and not actor.can_supervise:
+        raise AgentStatusNotAllowed("Only the agent or a supervisor can change an agent's status.")
+    if status == A.UNAVAILABLE and (break_reason is None or not break_reason.is_active):
+        raise AgentStatusNotAllowed("Choose why you are unavailable (Break, Lunch, Training, …).")
+    if status != A.UNAVAILABLE and break_reason is not None:
+        raise AgentStatusNotAllowed("Only Unavailable takes a break reason.")
+    with transaction.atomic():
+        state = _agent_state_locked(membership)
+        reason_id = getattr(break_reason, "pk", None)
+        if (state.status, state.break_reason_id) == (status, reason_id):
+            return state
+        now = timezone.now()
+        AgentStatusPeriod.objects.filter(membership=membership, ended_at__isnull=True).update(ended_at=now)
+        AgentStatusPeriod.objects.create(
+            tenant_id=tenant_id, membership=membership, status=status, break_reason=break_reason, started_at=now
+        )
+        fields = {"status": status, "break_reason": break_reason, "status_since": now}
+        if status == A.AVAILABLE:
+            fields["consecutive_missed_offers"] = 0
+        AgentState.objects.filter(pk=state.pk).update(**fields)
+        for name, value in fields.items():
+            setattr(state, name, value)
+        data = {"member": membership.pk, "status": status, "break_reason": getattr(break_reason, "name", "")}
+        realtime.push_to_member(tenant_id, membership.pk, event="agent.status", data=data)
+        realtime.push_to_supervisors(tenant_id, event="agent.status", data=data)
+        if status == A.AVAILABLE:
+            routing_request(tenant_id=tenant_id)
+    return state
+
+
+def agent_choose_queues(*, membership: Membership, queues) -> AgentState:
+    """The agent chooses the queues they serve, among those a supervisor allows them (no allowed
+    queues set: every queue). Locks the AgentState. Requests routing when the agent is available.
+    Pushes `agent.queues` to the agent and supervisors on commit. Writes no activity."""
+    queues = list(queues)
+    tenant_id = ensure_same_tenant(membership, *queues)
+    with transaction.atomic():
+        state = _agent_state_locked(membership)
+        allowed = set(state.allowed_queues.values_list("pk", flat=True))
+        if allowed and (refused := [q.name for q in queues if q.pk not in allowed]):
+            raise QueueNotAllowed(f"You are not allowed to serve {', '.join(refused)}; ask a supervisor.")
+        state.served_queues.set(queues)
+        _push_agent_queues(state, tenant_id, [q.pk for q in queues])
+    return state
+
+
+def agent_allow_queues(*, membership: Membership, queues, actor) -> AgentState:
+    """A supervisor sets the queues an agent may serve (empty: every queue); served queues outside
+    them are dropped. Locks the AgentState; requests routing when available; pushes `agent.queues`."""
+    queues = list(queues)
+    tenant_id = ensure_same_tenant(membership, actor, *queues)
+    if not actor.can_supervise:
+        raise QueueNotAllowed("Only supervisors choose which queues an agent may serve.")
+    with transaction.atomic():
+        state = _agent_state_locked(membership)
+        state.allowed_queues.set(queues)
+        served = list(state.served_queues.values_list("pk", flat=True))
+        if queues:
+            kept = [pk for pk in served if pk in {q.pk for q in queues}]
+            if kept != served:
+                state.served_queues.set(kept)
+            served = kept
+        _push_agent_queues(state, tenant_id, served)
+    return state
+
+
+def _push_agent_queues(state: AgentState, tenant_id: int, served: list[int]) -> None:
+    data = {"member": state.membership_id, "queues": served}
+    realtime.push_to_member(tenant_id, state.membership_id, event="agent.queues", data=data)
+    realtime.push_to_supervisors(tenant_id, event="agent.queues", data=data)
+    if state.status == A.AVAILABLE:
+        routing_request(tenant_id=tenant_id)
+
+
+def _agent_got_work(membership_id: int, now) -> None:
+    """The agent took a task: to the back of the rotation, and their missed-offer streak ends."""
+    AgentState.objects.filter(membership_id=membership_id).update(last_assigned_at=now, consecutive_missed_offers=0)
+
+
+# --- routing: runs ------------------------------------------------------------------------------------
+
+
+def routing_request(*, tenant_id: int) -> None:
+    """Ask for a routing run of the tenant once the current transaction commits.
+
+    Called by whatever changes what routing would decide: a task created in a queue or queued
+    again, an agent becoming available or choosing queues, capacity freed (a task leaves assigned
+    or wrapping), an offer declined or timed out, a queue's settings changed. Enqueues
+    `tasks.jobs.route_tenant(tenant_id)`, which calls `routing_run(tenant_id=…)` inside
+    tenant_context; nothing when the transaction rolls back. Several requests for one tenant in one
+    transaction enqueue one job (a request already waiting on this transaction's commit is enough;
+    if its savepoint rolls back, Django drops it and the next request enqueues again).
+    """
+
+    def enqueue() -> None:
+        from tasks import jobs  # tasks.jobs imports this module
+
+        try:
+            jobs.route_tenant.delay(tenant_id)
+        except Exception:
+            # The change is committed; a lost trigger is repaired by the reaper's routing nudge.
+            logger.exception("could not enqueue routing for tenant %s", tenant_id)
+
+    enqueue.routing_tenant_id = tenant_id
+    if connection.in_atomic_block and any(
+        getattr(func, "routing_tenant_id", None) == tenant_id for _, func, _ in connection.run_on_commit
+    ):
+        return
+    transaction.on_commit(enqueue)
+
+
+def routing_run(*, tenant_id: int, queue_ids=None) -> list[Offer]:
+    """Offer the tenant's waiting tasks to its available agents; returns the offers made.
+
+    Runs inside tenant_context(tenant_id), in one transaction:
+    1. Locks the front of each queue's waiting tasks (pending; also reserved in queues that offer a
+       task to several agents at once) with their conversations, ROUTING_WINDOW per queue, in the
+       choice's order (priority, VIP, age), and the available agents who serve those queues: all
+       with `FOR UPDATE SKIP LOCKED`. A concurrent run therefore works on other tasks and other agents
+       and never waits: no task gets more offers than its queue allows and no agent more work
+       than their capacity, because whoever counts an agent's load holds that agent's row. (Every
+       other way of adding load locks the AgentState too: task_claim; accepting an offer keeps the
+       load it already counted.)
+    2. Reads, for those agents, their load per channel and wrap-up (one aggregate query), skills,
+       served ∩ allowed queues; for those tasks, VIP (from the contact), who declined or let an
+       offer time out, who holds a pending offer, and for sticky queues each contact's last agent.
+    3. Calls the pure `tasks.routing.choose_offers` and applies its decisions: one Offer each
+       (expires_at = now + the queue's offer_timeout_seconds, with the choice's explanation), the
+       task pending → reserved (task_transition, one `status` row naming the agents), one `status`
+       row per offer ("offer pending", with the explanation), `offer.new` pushed to each agent.
+    Pick-mode queues are left out (agents pick). Auto-answer queues make one offer per task and
+    accept it right after the commit through offer_accept (its own transaction: it locks the
+    conversation before the task, which this run must not do while holding task locks).
+    """
+    if current_tenant_id() != tenant_id:
+        raise CrossTenantWrite(f"routing_run for tenant {tenant_id} must run inside that tenant's context")
+    now = timezone.now()
+    with transaction.atomic():
+        queues = Queue.objects.filter(pick_mode=False).prefetch_related("required_skills")
+        if queue_ids is not None:
+            queues = queues.filter(pk__in=list(queue_ids))
+        queue_by_id = {queue.pk: queue for queue in queues}
+        channels = {c for queue in queue_by_id.values() for c in (queue.channels or routing.CHANNELS)}
+        with_room = _agents_with_room(list(queue_by_id), channels)
+        if not with_room:  # everyone is full: lock no task (agents accepting offers need them)
+            return []
+        tasks = _routing_lock_tasks(queue_by_id.values())
+        if not tasks:
+            return []
+        agents = _routing_lock_agents(with_room, {task.channel for task, _ in tasks.values()})
+        if not agents:
+            return []
+        decisions = routing.choose_offers(
+            [_task_snapshot(task, facts) for task, facts in tasks.values()],
+            [_agent_snapshot(state, facts) for state, facts in agents.values()],
+            [_queue_rules(queue) for queue in queue_by_id.values()],
+            last_handler_by_contact=_last_handlers(tasks.values(), queue_by_id),
+            now=now,
+        )
+        offers = _offers_make(decisions, tasks, queue_by_id, now)
+    for offer in offers:
+        if queue_by_id[tasks[offer.task_id][0].queue_id].auto_answer:
+            try:
+                offer_accept(offer=offer, agent=offer.agent, via=Via.SYSTEM)
+            except (AlreadyTaken, OfferNotAllowed, ChangedMeanwhile, TransitionNotAllowed) as error:
+                logger.info("auto-answer of offer %s did not happen: %s", offer.pk, error)
+    return offers
+
+
+def _routing_lock_tasks(queues) -> dict[int, tuple[Task, dict]]:
+    rank = Case(
+        *(When(priority=priority, then=Value(int(r))) for priority, r in PRIORITY_RANK.items()),
+        default=Value(int(routing.Priority.MEDIUM)),
+        output_field=IntegerField(),
+    )
+    locked: dict[int, tuple[Task, dict]] = {}
+    for queue in queues:
+        statuses = (S.PENDING,) if queue.max_offers_per_task == 1 else (S.PENDING, S.RESERVED)
+        # Each task is locked with its conversation, and skipped when either is locked: an agent
+        # accepting an offer holds the conversation and waits for the task, and this run writes
+        # activity rows that reference the conversation (a foreign-key share lock), so locking
+        # only the task could deadlock the two. select_related is what `of` needs to name the
+        # conversation; the caution against it with locks (joined rows are not re-read after a
+        # lock wait) does not apply, because SKIP LOCKED never waits.
+        rows = (
+            Task.objects.filter(queue=queue, kind=TaskKind.CONVERSATION, status__in=statuses, assignee=None, team=None)
+            .filter(conversation__isnull=False)
+            .exclude(channel="")
+            .select_related("conversation")
+            .annotate(
+                rank=rank,
+                vip=Coalesce(F("conversation__contact__is_vip"), Value(False)),
+                contact=F("conversation__contact_id"),
+            )
+            .order_by("-rank", "-vip", "created_at", "pk")
+            .select_for_update(skip_locked=True, of=("self", "conversation"))[:ROUTING_WINDOW]
+        )
+        for task in rows:
+            locked[task.pk] = (task, {"declined": set(), "pending": set()})
+    if locked:
+        for task_id, agent_id, status in Offer.objects.filter(
+            task_id__in=list(locked), status__in=(OS.PENDING, OS.DECLINED, OS.TIMED_OUT)
+        ).values_list("task_id", "agent_id", "status"):
+            locked[task_id][1]["pending" if status == OS.PENDING else "declined"].add(agent_id)
+    return locked
+
+
+def _agents_with_room(queue_ids: list[int], channels: set[str]) -> dict[int, set[str]]:
+    """Available agents serving these queues with room on some of `channels`: state id → those channels.
+
+    Read without locks. The load read so can only be too high (nothing adds load without the
+    agent's lock), so an agent left out was full a moment ago, and whatever frees them requests
+    routing again. Leaving full agents unlocked keeps their accepts from queueing behind routing
+    runs, and a run with nobody to offer to locks no task at all.
+    """
+    served_through = AgentState.served_queues.through.objects.filter(queue_id__in=queue_ids)
+    candidates = list(
+        AgentState.objects.filter(
+            status=A.AVAILABLE, membership__is_active=True, pk__in=served_through.values("agentstate_id")
+        ).values_list("pk", "membership_id", "capacity")
+    )
+    loads, _ = agent_loads(m for _, m, _ in candidates)
+    rooms = {
+        pk: {c for c in channels if loads[membership_id][c] < _capacity(capacity, c)}
+        for pk, membership_id, capacity in candidates
+    }
+    return {pk: room for pk, room in rooms.items() if room}
+
+
+def _routing_lock_agents(with_room: dict[int, set[str]], channels: set[str]) -> dict[int, tuple[AgentState, dict]]:
+    """Lock (SKIP LOCKED) the agents of `with_room` with room on a channel the locked tasks need,
+    and read their facts, load included, under the lock."""
+    wanted = [pk for pk, room in with_room.items() if room & channels]
+    states = list(
+        AgentState.objects.filter(pk__in=wanted, status=A.AVAILABLE)
+        .order_by("pk")
+        .select_for_update(skip_locked=True, of=("self",))
+    )
+    if not states:
+        return {}
+    by_state = {state.pk: (state, {"served": set(), "allowed": set(), "skills": {}}) for state in states}
+    for state_id, queue_id in AgentState.served_queues.through.objects.filter(
+        agentstate_id__in=list(by_state)
+    ).values_list("agentstate_id", "queue_id"):
+        by_state[state_id][1]["served"].add(queue_id)
+    for state_id, queue_id in AgentState.allowed_queues.through.objects.filter(
+        agentstate_id__in=list(by_state)
+    ).values_list("agentstate_id", "queue_id"):
+        by_state[state_id][1]["allowed"].add(queue_id)
+    agents = {state.membership_id: (state, facts) for state, facts in by_state.values()}
+    for membership_id, name, level in AgentSkill.objects.filter(membership_id__in=list(agents)).values_list(
+        "membership_id", "skill__name", "level"
+    ):
+        agents[membership_id][1]["skills"][name] = level
+    loads, wrapping = agent_loads(agents)
+    for membership_id, (_, facts) in agents.items():
+        facts["load"], facts["in_wrap_up"] = loads.get(membership_id, {}), membership_id in wrapping
+    return agents
+
+
+def _capacity(capacity: dict | None, channel: str) -> int:
+    return int((capacity or {}).get(channel, routing.DEFAULT_CAPACITY[channel]))
+
+
+def _task_snapshot(task: Task, facts: dict) -> routing.TaskSnapshot:
+    return routing.TaskSnapshot(
+        task_id=task.pk, queue_id=task.queue_id, channel=task.channel, priority=task.rank, vip=task.vip,
+        waiting_since=task.created_at, contact_id=task.contact, declined_by=frozenset(facts["declined"]),
+        pending_offers_to=frozenset(facts["pending"]),
+    )  # fmt: skip
+
+
+def _agent_snapshot(state: AgentState, facts: dict) -> routing.AgentSnapshot:
+    queue_ids = facts["served"] & facts["allowed"] if facts["allowed"] else facts["served"]
+    return routing.AgentSnapshot(
+        agent_id=state.membership_id, status=state.status, in_wrap_up=facts["in_wrap_up"],
+        queue_ids=frozenset(queue_ids), skills=facts["skills"],
+        capacity={c: int(n) for c, n in (state.capacity or {}).items() if c in routing.CHANNELS},
+        load=dict(facts["load"]), last_assigned_at=state.last_assigned_at,
+    )  # fmt: skip
+
+
+def _queue_rules(queue: Queue) -> routing.QueueRules:
+    return routing.QueueRules(
+        queue_id=queue.pk, strategy=queue.strategy,
+        required_skills=frozenset(skill.name for skill in queue.required_skills.all()),
+        max_offers_per_task=max(queue.max_offers_per_task, 1) if not queue.auto_answer else 1,
+        wrap_up_receives_work=queue.wrap_up_receives_work,
+        channels=frozenset(queue.channels or routing.CHANNELS),
+    )  # fmt: skip
+
+
+def _last_handlers(tasks, queue_by_id) -> dict[int, int]:
+    """For sticky queues: contact → the agent of the contact's most recent handled conversation task."""
+    contacts = {
+        task.contact for task, _ in tasks if task.contact and queue_by_id[task.queue_id].strategy == RoutingStrategy.STICKY
+    }
+    if not contacts:
+        return {}
+    handled = (
+        Task.objects.filter(
+            kind=TaskKind.CONVERSATION, conversation__contact_id__in=contacts, assignee__isnull=False,
+            status__in=(S.ASSIGNED, S.WRAPPING, S.COMPLETED),
+        )
+        .order_by("conversation__contact_id", "-status_changed_at", "-pk")
+        .distinct("conversation__contact_id")
+        .values_list("conversation__contact_id", "assignee_id")
+    )  # fmt: skip
+    return dict(handled)
+
+
+def _offers_make(decisions, tasks, queue_by_id, now) -> list[Offer]:
+    by_task: dict[int, list[routing.OfferDecision]] = defaultdict(list)
+    for decision in decisions:
+        by_task[decision.task_id].append(decision)
+    names = {
+        m.pk: m.display_name
+        for m in Membership.objects.filter(pk__in={d.agent_id for d in decisions}).select_related("user")
+    }
+    made = []
+    for task_id, chosen in by_task.items():
+        task = tasks[task_id][0]
+        queue = queue_by_id[task.queue_id]
+        expires_at = now + timedelta(seconds=queue.offer_timeout_seconds)
+        offers = Offer.objects.bulk_create(
+            Offer(tenant_id=task.tenant_id, task=task, agent_id=d.agent_id, created_at=now, expires_at=expires_at,
+                  explanation=d.explanation)
+            for d in chosen
+        )  # fmt: skip
+        who = ", ".join(names[d.agent_id] for d in chosen)
+        if task.status == S.PENDING:
+            task_transition(task=task, to_status=S.RESERVED, via=Via.SYSTEM, reason=f"Offered to {who}.")
+        for offer in offers:
+            offer.task = task
+            activity_record(
+                kind=ActivityKind.STATUS, task=task, via=Via.SYSTEM, new=f"offer {OS.PENDING}",
+                reason=f"Offered to {names[offer.agent_id]} until {expires_at:%H:%M:%S} UTC. {offer.explanation}",
+            )  # fmt: skip
+            realtime.push_to_member(
+                task.tenant_id, offer.agent_id, event="offer.new",
+                data={"offer": offer.public_id, "task": task.public_id, "channel": task.channel,
+                      "expires_at": expires_at.isoformat(), "explanation": offer.explanation},
+            )  # fmt: skip
+        made += offers
+    return made
+
+
+# --- routing: offers ----------------------------------------------------------------------------------
+
+
+def offer_transition(*, offer: Offer, to_status: str, actor=None, via: str | None = None, reason: str = "") -> bool:
+    """Move a pending offer to its answer; returns whether it moved.
+
+    The only code that changes an offer's status. Checks OFFER_TRANSITIONS (TransitionNotAllowed
+    for a move no status allows). Compare-and-set `UPDATE … WHERE status = 'pending'`: an offer
+    already answered (by its agent, a sweep, another router) is left alone and False returned, so
+    a caller may try twice. Callers hold the task's row lock. Sets `responded_at`.
+    Writes one `status` row on the task ("offer pending" → "offer <status>", the agent and reason).
+    Pushes `offer.<status>` to the agent on commit.
+    """
+    if to_status not in OFFER_TRANSITIONS[OS.PENDING]:
+        raise TransitionNotAllowed("offer", OS.PENDING, to_status)
+    ensure_same_tenant(offer, actor)
+    now = timezone.now()
+    with transaction.atomic():
+        if not Offer.objects.filter(pk=offer.pk, status=OS.PENDING).update(status=to_status, responded_at=now):
+            return False
+        offer.status, offer.responded_at = to_status, now
+        task = offer.task
+        agent_name = Membership.objects.select_related("user").get(pk=offer.agent_id).display_name
+        activity_record(
+            kind=ActivityKind.STATUS, task=task, actor=actor, via=via, old=f"offer {OS.PENDING}",
+            new=f"offer {to_status}", reason=f"{agent_name}: {reason}".strip(": "),
+        )  # fmt: skip
+        realtime.push_to_member(
+            offer.tenant_id, offer.agent_id, event=f"offer.{to_status}",
+            data={"offer": offer.public_id, "task": task.public_id, "status": to_status, "reason": reason},
+        )  # fmt: skip
+    return True
+
+
+def _offers_withdraw(task: Task, to_status: str, *, reason: str, keep: Offer | None = None) -> list[Offer]:
+    """Rescind or cancel every offer of `task` still pending (but `keep`). Caller holds the task lock."""
+    withdrawn = []
+    for offer in Offer.objects.filter(task=task, status=OS.PENDING).exclude(pk=getattr(keep, "pk", None)):
+        offer.task = task
+        if offer_transition(offer=offer, to_status=to_status, via=Via.SYSTEM, reason=reason):
+            withdrawn.append(offer)
+    return withdrawn
+
+
+def _lock_task_with_conversation(task_id: int) -> tuple[Task, Conversation | None]:
+    """Lock a task's conversation, then the task (the module's lock order); return both fresh."""
+    conversation_id = Task.objects.filter(pk=task_id).values_list("conversation_id", flat=True).get()
+    conversation = None
+    if conversation_id is not None:
+        # No select_related with these locks: joined rows are not re-read after a lock wait.
+        conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
+    return Task.objects.select_for_update().get(pk=task_id), conversation
+
+
+def _taken_by(task: Task, agent) -> AlreadyTaken | None:
+    if task.assignee_id and task.assignee_id != agent.pk:
+        holder = Membership.objects.select_related("user").get(pk=task.assignee_id)
+        return AlreadyTaken(f"This task was already taken by {holder.display_name}.")
+    return None
+
+
+def offer_accept(*, offer: Offer, agent: Membership, via: str | None = None) -> Task:
+    """The agent accepts their offer: the first accept of a task wins.
+
+    Locks the task's conversation, then the task (so concurrent accepts of one task queue up; the
+    first commits, the next ones see its result). The offer must be the agent's own, still pending
+    and not expired (OfferNotAllowed); when someone else holds the task, AlreadyTaken names them.
+    Then: the offer → accepted, the task's other pending offers → rescinded (pushed to those
+    agents), the task reserved → assigned to the agent through conversations.services
+    .conversation_assign (the conversation becomes assigned to them too; its rows: `status`,
+    `assignment`) or task_assign for a task without conversation; the agent's `last_assigned_at`
+    is set and their missed-offer streak ends. Last, still inside the transaction, the channel's
+    acceptance hook runs (tasks.acceptance: a call is bridged to the agent's phone); its DomainError
+    rolls the acceptance back. `via` SYSTEM (auto-answer) records no actor.
+    """
+    from conversations.services import conversation_assign
+
+    ensure_same_tenant(offer, agent)
+    if offer.agent_id != agent.pk:
+        raise OfferNotAllowed("This offer is for someone else.")
+    actor = None if via == Via.SYSTEM else agent
+    with transaction.atomic():
+        task, conversation = _lock_task_with_conversation(offer.task_id)
+        current = Offer.objects.get(pk=offer.pk)
+        if current.status != OS.PENDING:
+            if taken := _taken_by(task, agent):
+                raise taken
+            raise OfferNotAllowed(f"This offer was {OS(current.status).label.lower()}; it can no longer be accepted.")
+        now = timezone.now()
+        if current.expires_at <= now:
+            raise OfferNotAllowed("This offer has expired.")
+        current.task = task
+        offer_transition(offer=current, to_status=OS.ACCEPTED, actor=actor, via=via)
+        _offers_withdraw(task, OS.RESCINDED, reason=f"Accepted by {agent.display_name}.")
+        if conversation is not None and task.kind == TaskKind.CONVERSATION:
+            conversation_assign(conversation=conversation, agent=agent, actor=actor, via=via, note="Offer accepted.")
+        else:
+            task_assign(task=task, agent=agent, actor=actor, via=via, note="Offer accepted.")
+        _agent_got_work(agent.pk, now)
+        offer.status, offer.responded_at = current.status, current.responded_at
+        task.refresh_from_db()
+        acceptance_hooks_run(task=task, agent=agent)  # a call is connected to the agent's phone
+    return task
+
+
+def offer_decline(*, offer: Offer, agent: Membership) -> Offer:
+    """The agent declines their offer: they are never offered this task again.
+
+    Locks the task's conversation, then the task. The offer must be the agent's own and pending (OfferNotAllowed; AlreadyTaken
+    when someone else holds the task). The offer → declined; the task reserved → pending when no
+    other offer of it is pending (`status` row naming the agent); routing is requested. A decline
+    is an answer: the agent's missed-offer streak ends.
+    """
+    ensure_same_tenant(offer, agent)
+    if offer.agent_id != agent.pk:
+        raise OfferNotAllowed("This offer is for someone else.")
+    with transaction.atomic():
+        task, _ = _lock_task_with_conversation(offer.task_id)
+        offer.task = task
+        if not offer_transition(offer=offer, to_status=OS.DECLINED, actor=agent, reason="Declined."):
+            if taken := _taken_by(task, agent):
+                raise taken
+            current = Offer.objects.values_list("status", flat=True).get(pk=offer.pk)
+            raise OfferNotAllowed(f"This offer was already {OS(current).label.lower()}.")
+        AgentState.objects.filter(membership=agent).update(consecutive_missed_offers=0)
+        _task_back_to_queue(task, reason=f"{agent.display_name} declined the offer.", actor=agent)
+    return offer
+
+
+def offer_time_out(*, offer: Offer) -> bool:
+    """A pending offer ran out of time (the sweep in tasks.timers calls this for each expired one).
+
+    Idempotent: locks the task's conversation and the task, then compare-and-set pending → timed_out; returns False, changing
+    nothing, when the offer was already answered. Otherwise the agent is never offered this task
+    again, the task goes back to pending when no other offer is pending, routing is requested, and
+    the agent's `consecutive_missed_offers` rises; at the queue's `missed_offers_before_unavailable`
+    (0: never) an available agent is set Unavailable with the reason "Missed offers"
+    (agent_set_status) and told why (`agent.notice` push).
+    """
+    with transaction.atomic():
+        task, _ = _lock_task_with_conversation(offer.task_id)
+        offer.task = task
+        queue = Queue.objects.filter(pk=task.queue_id).first()
+        timeout = f" within {queue.offer_timeout_seconds}s" if queue else ""
+        if not offer_transition(offer=offer, to_status=OS.TIMED_OUT, via=Via.SYSTEM, reason=f"No answer{timeout}."):
+            return False
+        agent = Membership.objects.select_related("user").get(pk=offer.agent_id)
+        state = _agent_state_locked(agent)
+        state.consecutive_missed_offers += 1
+        AgentState.objects.filter(pk=state.pk).update(consecutive_missed_offers=state.consecutive_missed_offers)
+        limit = queue.missed_offers_before_unavailable if queue else 0
+        if limit and state.consecutive_missed_offers >= limit and state.status == A.AVAILABLE:
+            break_reasons_ensure_defaults(tenant=Tenant.objects.get(pk=task.tenant_id))
+            agent_set_status(
+                membership=agent, status=A.UNAVAILABLE, break_reason=BreakReason.objects.get(name=MISSED_OFFERS_REASON)
+            )
+            realtime.push_to_member(
+                task.tenant_id, agent.pk, event="agent.notice",
+                data={"status": A.UNAVAILABLE, "break_reason": MISSED_OFFERS_REASON,
+                      "message": f"You were set Unavailable because {state.consecutive_missed_offers} offers in a row "
+                                 "went unanswered. Set yourself Available when you are back."},
+            )  # fmt: skip
+        _task_back_to_queue(task, reason=f"The offer to {agent.display_name} timed out.")
+    return True
+
+
+def _task_back_to_queue(task: Task, *, reason: str, actor=None) -> None:
+    """After an offer ended unaccepted: reserved → pending when no offer holds the task any more
+    (task_transition then requests routing); otherwise routing may still add offers."""
+    if task.status == S.RESERVED and not Offer.objects.filter(task=task, status=OS.PENDING).exists():
+        task_transition(task=task, to_status=S.PENDING, actor=actor, reason=reason)
+    else:
+        routing_request(tenant_id=task.tenant_id)
+
+
+# --- routing: claiming --------------------------------------------------------------------------------
+
+
+def task_claim(*, task: Task, agent: Membership, actor=None, via: str | None = None, note: str = "") -> Task:
+    """Give a waiting conversation task to one agent: "Assign to me", pick mode, a supervisor's
+    assignment and "Assign to staff" with a note all come here.
+
+    `actor` None means the agent claims it themselves; giving it to someone else takes a supervisor.
+    Locks the conversation, then the task, then (self-assignment) the agent's AgentState. Only
+    pending or reserved tasks nobody holds can be claimed: when someone holds it the loser gets
+    AlreadyTaken naming them, so of concurrent claims exactly one wins. Self-assignment checks the
+    agent's capacity on the task's channel (AtCapacity); a supervisor may overload an agent on
+    purpose. The agent's own pending offer of the task → accepted, the others → rescinded. The task
+    (and its conversation) become assigned through conversation_assign (rows: `status`,
+    `assignment` with the note). The agent's `last_assigned_at` is set.
+    """
+    from conversations.services import conversation_assign
+
+    actor = actor or agent
+    ensure_same_tenant(task, agent, actor)
+    self_assigned = actor.pk == agent.pk
+    if not self_assigned and not actor.can_supervise:
+        raise AssignmentNotAllowed("Only supervisors can give work to someone else.")
+    if not agent.is_active:
+        raise AssignmentNotAllowed(f"{agent.display_name} is no longer active here and cannot take work.")
+    with transaction.atomic():
+        current, conversation = _lock_task_with_conversation(task.pk)
+        if current.assignee_id == agent.pk and current.status in (S.ASSIGNED, S.WRAPPING):
+            return current
+        if taken := _taken_by(current, agent):
+            raise taken
+        if current.status not in (S.PENDING, S.RESERVED):
+            raise TransitionNotAllowed("task", current.status, S.ASSIGNED, "Only waiting tasks can be claimed.")
+        own_offer = Offer.objects.filter(task=current, agent=agent, status=OS.PENDING).first()
+        if self_assigned and current.channel:
+            capacity = _agent_state_locked(agent).capacity_for(current.channel)
+            load = agent_loads([agent.pk])[0].get(agent.pk, {}).get(current.channel, 0) - bool(own_offer)
+            if load >= capacity:
+                raise AtCapacity(f"You already hold {load} of {capacity} {current.get_channel_display()} tasks.")
+        if own_offer is not None:
+            own_offer.task = current
+            offer_transition(offer=own_offer, to_status=OS.ACCEPTED, actor=actor, via=via)
+        _offers_withdraw(current, OS.RESCINDED, reason=f"Given to {agent.display_name}.")
+        if conversation is not None and current.kind == TaskKind.CONVERSATION:
+            conversation_assign(conversation=conversation, agent=agent, actor=actor, via=via, note=note)
+        else:
+            task_assign(task=current, agent=agent, actor=actor, via=via, note=note)
+        _agent_got_work(agent.pk, timezone.now())
+        current.refresh_from_db()
+        acceptance_hooks_run(task=current, agent=agent)
+    return current
+
+
+# --- routing: where tasks come from -----------------------------------------------------------------
+
+
+def conversation_task_ensure(*, conversation: Conversation, queue: Queue, via: str = Via.WEBHOOK) -> Task:
+    """The conversation's open conversation task, created in `queue` when it has none.
+
+    The channels call this after storing an inbound message. Locks the conversation, so two
+    messages arriving together make one task. An open task (pending, reserved or assigned) is
+    returned as it is: a new message does not make a second task. Otherwise a pending task is
+    created (task_create: its `created` row, `task.created` push, a routing request) with the
+    conversation's priority, and its response deadline for the customer's current wait is set up
+    front (tasks.timers.task_response_deadline_refresh).
+    """
+    ensure_same_tenant(conversation, queue)
+    with transaction.atomic():
+        Conversation.objects.select_for_update().filter(pk=conversation.pk).values_list("pk").get()
+        conversation.refresh_from_db()
+        existing = (
+            Task.objects.filter(conversation=conversation, kind=TaskKind.CONVERSATION)
+            .filter(status__in=(S.PENDING, S.RESERVED, S.ASSIGNED))
+            .order_by("-created_at", "-pk")
+            .first()
+        )
+        if existing is not None:
+            return existing
+        task = task_create(
+            kind=TaskKind.CONVERSATION, title=f"{conversation.get_channel_display()} with {conversation.contact}",
+            via=via, conversation=conversation, queue=queue,
+            priority=CONVERSATION_TO_TASK_PRIORITY[conversation.priority], reason="The customer wrote.",
+        )  # fmt: skip
+        from tasks.timers import task_response_deadline_refresh  # timers build on these services
+
+        task_response_deadline_refresh(task=task, conversation=conversation)
+    return task
