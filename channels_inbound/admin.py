@@ -1,5 +1,6 @@
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 
 from channels_inbound.models import ChannelEndpoint, InboundEvent, UnroutedInboundEvent
 from contactcenter.admin_site import TenantScopedAdmin
@@ -54,6 +55,24 @@ class InboundEventAdmin(ReadOnlyLogAdmin):
     search_fields = ["detail", "idempotency_key"]
     readonly_fields = ["received_at", "provider", "kind", "endpoint", "path", "headers", "body", "idempotency_key", "outcome", "detail"]
     date_hierarchy = "received_at"
+    actions = ["replay"]
+
+    @admin.action(description="Replay the selected requests that failed while being stored")
+    def replay(self, request, queryset):
+        from channels_inbound.twilio.replay import twilio_event_replay
+        from contactcenter.errors import DomainError
+
+        if not self._may_edit(request):
+            raise PermissionDenied("Only supervisors and admins can replay requests.")
+        outcomes = []
+        for event in queryset.select_related("endpoint"):
+            try:
+                outcomes.append(twilio_event_replay(event=event, replayed_by=request.user.get_full_name() or request.user.get_username()))
+            except DomainError as error:
+                self.message_user(request, f"{event}: {error}", level=messages.WARNING)
+        if outcomes:
+            summary = ", ".join(f"{outcomes.count(o)} {o}" for o in sorted(set(outcomes)))
+            self.message_user(request, f"Replayed {len(outcomes)} request(s): {summary}.", level=messages.SUCCESS)
 
 
 @admin.register(UnroutedInboundEvent)

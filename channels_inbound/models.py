@@ -177,3 +177,48 @@ class InboundMedia(TenantOwnedModel):
 
     def __str__(self) -> str:
         return f"{self.declared_content_type} for message {self.message_id}: {self.status}"
+
+
+class CallStatus(models.TextChoices):
+    """Twilio's call statuses. The last five are final: the call is over."""
+
+    QUEUED = "queued", "Queued"
+    INITIATED = "initiated", "Initiated"
+    RINGING = "ringing", "Ringing"
+    IN_PROGRESS = "in-progress", "In progress"
+    COMPLETED = "completed", "Completed"
+    BUSY = "busy", "Busy"
+    NO_ANSWER = "no-answer", "No answer"
+    CANCELED = "canceled", "Canceled"
+    FAILED = "failed", "Failed"
+
+
+class VoiceCall(TenantOwnedModel):
+    """One inbound phone call, waiting in Twilio's queue for its task, then bridged to an agent.
+
+    A task carries at most one call. `bridged_to` is set once (compare-and-set in
+    channels_inbound.twilio.voice.voice_call_bridge); a caller hanging up before it is set cancels
+    the task, after it the agent's wrap-up decides.
+    """
+
+    endpoint = models.ForeignKey(ChannelEndpoint, on_delete=models.SET_NULL, null=True, related_name="+")
+    conversation = models.ForeignKey("conversations.Conversation", on_delete=models.CASCADE, related_name="voice_calls")
+    task = models.OneToOneField("tasks.Task", on_delete=models.SET_NULL, null=True, blank=True, related_name="voice_call")
+    call_sid = models.CharField(max_length=34)
+    from_number = models.CharField(max_length=64)
+    to_number = models.CharField(max_length=64)
+    status = models.CharField(max_length=16, choices=CallStatus.choices, default=CallStatus.RINGING)
+    bridged_to = models.ForeignKey(
+        "contactcenter.Membership", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    bridged_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(TenantOwnedModel.Meta):
+        constraints = [models.UniqueConstraint(fields=["tenant", "call_sid"], name="one_voice_call_per_sid")]
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"call {self.call_sid} from {self.from_number}: {self.status}"

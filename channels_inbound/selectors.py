@@ -42,3 +42,13 @@ def contact_address_on_channel(contact, channel: str) -> str | None:
     kinds = EQUIVALENT_IDENTITY_KINDS.get(kind, (kind,))
     identity = ContactIdentity.objects.filter(contact=contact, kind__in=kinds).order_by("pk").first()
     return identity.value if identity else None
+
+
+def queue_for_inbound(endpoint: ChannelEndpoint, channel: str):
+    """Where new work from `endpoint` is queued: its default queue, else the tenant's oldest queue
+    that takes the channel (runs inside the tenant)."""
+    from tasks.models import Queue
+
+    if endpoint.default_queue_id:
+        return endpoint.default_queue
+    return next((queue for queue in Queue.objects.order_by("created_at", "pk") if queue.takes(channel)), None)

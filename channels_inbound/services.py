@@ -1,4 +1,5 @@
-"""The raw inbound event log, shared by every provider: what arrived, before it is processed."""
+"""What every provider shares: the raw inbound event log (what arrived, before it is processed) and
+the routing of a conversation once a customer's message is stored."""
 
 from channels_inbound.models import ChannelEndpoint, InboundEvent, UnroutedInboundEvent
 
@@ -39,3 +40,26 @@ def unrouted_event_record(*, request, provider: str, kind: str, body: dict, deta
     UnroutedInboundEvent.objects.create(
         provider=provider, kind=kind, path=request.path[:255], headers=logged_headers(request), body=body, detail=detail
     )
+
+
+def inbound_conversation_route(*, endpoint: ChannelEndpoint, conversation) -> "Task | None":
+    """After a customer's new message is stored, in the same transaction: the conversation's task in
+    the endpoint's queue (created once; routing runs on commit), the response deadline for the
+    customer's current wait, and escalation when they keep writing without a reply.
+
+    Every channel calls this, so work is queued the same way whatever the customer used. Returns
+    the task, or None when the tenant has no queue taking this channel (the conversation then
+    waits, unrouted, for someone to pick it up).
+    """
+    from channels_inbound.selectors import queue_for_inbound
+    from tasks.services import conversation_task_ensure
+    from tasks.timers import follow_ups_escalate, task_response_deadline_refresh
+
+    queue = queue_for_inbound(endpoint, conversation.channel)
+    if queue is None:
+        return None
+    task = conversation_task_ensure(conversation=conversation, queue=queue)
+    conversation.refresh_from_db()
+    task_response_deadline_refresh(task=task, conversation=conversation)
+    follow_ups_escalate(task=task, conversation=conversation)
+    return task

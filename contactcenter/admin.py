@@ -51,7 +51,7 @@ class TenantAdmin(admin.ModelAdmin):
 
 class MembershipAdmin(TenantScopedAdmin):
     edit_role = Role.ADMIN
-    list_display = ["user", "role", "is_active", "created_at"]
+    list_display = ["user", "role", "phone_number", "is_active", "created_at"]
     list_filter = ["role", "is_active"]
     search_fields = ["user__username", "user__first_name", "user__last_name", "user__email"]
 

@@ -71,6 +71,9 @@ def run_processes(*, state: Path, host: str, port: int) -> list[tuple[str, list[
         ("worker", [python, "-m", "celery", "-A", "contactcenter", "worker", "-l", "INFO", "--concurrency", "2"]),
         ("beat", [python, "-m", "celery", "-A", "contactcenter", "beat", "-l", "INFO",
                   "-s", str(state / "celerybeat-schedule")]),
+        # Demo customers writing in through the real, signed SMS webhook (DEMO_TRAFFIC=0 turns it off).
+        *([("traffic", [python, str(REPO_ROOT / "manage.py"), "demo_traffic", "--base-url", f"http://127.0.0.1:{port}"])]
+          if os.environ.get("DEMO_TRAFFIC", "1") != "0" else []),
     ]
 
 
@@ -92,7 +95,7 @@ class Console:
     """
 
     NAME_WIDTH = 8
-    COLOURS = {"web": 36, "worker": 35, "beat": 33, "redis": 31, "migrate": 32, "seed": 32}
+    COLOURS = {"web": 36, "worker": 35, "beat": 33, "traffic": 34, "redis": 31, "migrate": 32, "seed": 32}
     OWN_COLOUR = 1  # bold
 
     def __init__(self, own_name: str):

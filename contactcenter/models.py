@@ -4,6 +4,7 @@ import zoneinfo
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
 from django.db import models
 
 from contactcenter.tenancy import TenantOwnedModel
@@ -45,6 +46,11 @@ class Membership(TenantOwnedModel):
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.AGENT)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    phone_number = models.CharField(
+        max_length=16, blank=True,
+        validators=[RegexValidator(r"^\+[1-9]\d{1,14}$", "Enter the number in international format, like +15551230001.")],
+        help_text="Calls this agent accepts are connected to this number (international format, +15551230001)",
+    )  # fmt: skip
 
     class Meta(TenantOwnedModel.Meta):
         constraints = [models.UniqueConstraint(fields=["tenant", "user"], name="one_membership_per_tenant")]

@@ -220,3 +220,8 @@ DEFAULT_FROM_EMAIL = read_str("DEFAULT_FROM_EMAIL", default="Switchboard <switch
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # Inbound email attachments larger than this are not kept (the message says which were left out).
 EMAIL_ATTACHMENT_MAX_BYTES = read_int("EMAIL_ATTACHMENT_MAX_MB", default=20, minimum=1) * 1024 * 1024
+
+# --- Voice: what callers hear while they wait in Twilio's queue for an agent -----------------------
+# A URL returning TwiML (<Play>/<Say>), fetched with GET by Twilio as the <Enqueue> waitUrl; unset,
+# Twilio plays its own default hold music.
+TWILIO_HOLD_MUSIC_URL = read_url("TWILIO_HOLD_MUSIC_URL", default=None, schemes=("http", "https"))

@@ -15,7 +15,7 @@ conversations are locked in id order; a conversation before its task.
 """
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 
 from django.conf import settings
@@ -31,6 +31,7 @@ from contactcenter.errors import AlreadyTaken, TransitionNotAllowed
 from contactcenter.models import Membership
 from conversations import delivery, jobs
 from conversations.activity import activity_record
+from conversations.files import outbound_file_check
 from conversations.errors import (
     ChangedMeanwhile,
     MergeNotAllowed,
@@ -692,9 +693,9 @@ def message_append_inbound(
     return message, True
 
 
-def _outbound_create(conversation: Conversation, author, body: str, send_at=None) -> Message:
+def _outbound_create(conversation: Conversation, author, body: str, send_at=None, has_files: bool = False) -> Message:
     body = _clean_body(body)
-    if not body.strip():
+    if not body.strip() and not has_files:
         raise MessageNotAllowed("Write something before sending.")
     if conversation.status in (C.CLOSED, C.ARCHIVED):
         raise MessageNotAllowed("This conversation is closed; start a new one to write to the customer.")
@@ -711,17 +712,28 @@ def _enqueue_delivery(message: Message, eta=None) -> None:
     )
 
 
-def message_send_reply(*, conversation: Conversation, author, body: str) -> Message:
+def message_send_reply(
+    *, conversation: Conversation, author, body: str, files: Sequence[tuple[str, bytes]] = ()
+) -> Message:
     """An agent's reply: recorded as an outbound message (queued), delivered by a job after commit.
 
+    `files` are (name, bytes) pairs, checked against the channel's rules before anything is written
+    (conversations.files: what each channel carries, told by the bytes; AttachmentNotAllowed says
+    what it takes) and stored as attachments of the message.
     Locks the conversation. Sets `first_response_at` (first reply only) and clears `waiting_since`;
     an assigned conversation whose agent replies becomes in progress (one `status` row).
     Enqueues `conversations.jobs.deliver_outbound_message` and pushes `message.new` on commit.
     """
     ensure_same_tenant(conversation, author)
+    checked = [
+        (name, content, outbound_file_check(channel=conversation.channel, filename=name, content=content))
+        for name, content in files
+    ]
     with transaction.atomic():
         _lock_fresh(conversation)
-        message = _outbound_create(conversation, author, body)
+        message = _outbound_create(conversation, author, body, has_files=bool(checked))
+        for name, content, content_type in checked:
+            attachment_add(message=message, filename=name, content=content, content_type=content_type)
         _update(
             conversation,
             first_response_at=conversation.first_response_at or message.created_at,
@@ -797,6 +809,30 @@ def message_deliver(*, message: Message, final_attempt: bool = True) -> None:
         )
         return
     message_delivery_update(message=message, status=D.SENT, provider_message_id=provider_message_id)
+
+
+def message_delivery_retry(*, message: Message, actor) -> Message:
+    """An agent's Retry on an outbound message that failed: a new delivery attempt.
+
+    The one way back from `failed`, on purpose and only from there (compare-and-set): the message
+    is queued again with its error cleared and the delivery job enqueued on commit. Anything else
+    (sent, delivered, queued already) raises MessageNotAllowed. Pushes `message.status`.
+    """
+    ensure_same_tenant(message, actor)
+    with transaction.atomic():
+        retried = Message.objects.filter(
+            pk=message.pk, direction=Direction.OUTBOUND, delivery_status=D.FAILED
+        ).update(
+            delivery_status=D.QUEUED, send_claimed_at=None, error_code="", error_reason="",
+            delivery_updated_at=timezone.now(),
+        )  # fmt: skip
+        if not retried:
+            raise MessageNotAllowed("Only a message that failed can be sent again.")
+        message.refresh_from_db()
+        _enqueue_delivery(message)
+        _push_conversation(message.conversation, "message.status", message.author_id, message=message.public_id,
+                           delivery=D.QUEUED)  # fmt: skip
+    return message
 
 
 def message_delivery_update(

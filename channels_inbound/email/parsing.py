@@ -15,6 +15,8 @@ from html.parser import HTMLParser
 
 from django.conf import settings
 
+from conversations.files import sniff_content_type
+
 ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 MESSAGE_ID = re.compile(r"<[^<>\s]+>")
 MAX_ATTACHMENTS = 50
@@ -209,14 +211,6 @@ def _read_attachments(email: ParsedEmail, fields: dict[str, str], files) -> None
 
 # --- content types --------------------------------------------------------------------------------
 
-SIGNATURES = (
-    (b"%PDF-", "application/pdf"),
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"GIF87a", "image/gif"),
-    (b"GIF89a", "image/gif"),
-    (b"PK\x03\x04", "application/zip"),
-)
 # A file that claims one of these and does not look like it is not trusted with the claim. Types a
 # browser would run or render as a page are never kept: an attachment is data, not a web page.
 SNIFFABLE = ("image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf")
@@ -228,9 +222,7 @@ def content_type_of(content: bytes, declared: str, filename: str) -> str:
     """The attachment's type from its first bytes where they tell, else the sender's claim if it is
     harmless, else application/octet-stream."""
     declared = declared.split(";")[0].strip().lower()
-    sniffed = next((kind for magic, kind in SIGNATURES if content.startswith(magic)), None)
-    if content[:4] == b"RIFF" and content[8:12] == b"WEBP":
-        sniffed = "image/webp"
+    sniffed = (sniff_content_type(content) or (None,))[0]
     if sniffed == "application/zip" and declared.startswith("application/vnd.openxmlformats"):
         return declared  # .docx, .xlsx and .pptx are zip files
     if sniffed:

@@ -3,6 +3,7 @@
 from channels_inbound.email.parsing import ParsedEmail
 from channels_inbound.email.selectors import email_conversation_replied_to
 from channels_inbound.models import Channel, ChannelEndpoint, EmailDetails
+from channels_inbound.services import inbound_conversation_route
 from conversations.models import Conversation, IdentityKind, Via
 from conversations.selectors import message_by_provider_id
 from conversations.services import (
@@ -55,4 +56,5 @@ def email_inbound_store(endpoint: ChannelEndpoint, email: ParsedEmail) -> bool:
             message=message, filename=attachment.filename, content=attachment.content,
             content_type=attachment.content_type,
         )  # fmt: skip
+    inbound_conversation_route(endpoint=endpoint, conversation=conversation)
     return True

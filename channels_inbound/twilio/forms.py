@@ -54,6 +54,51 @@ class StatusCallbackForm(forms.Form):
     ErrorMessage = forms.CharField(required=False, max_length=1000)
 
 
+CALL_STATUSES = (
+    "queued", "initiated", "ringing", "in-progress", "completed", "busy", "no-answer", "canceled", "failed",
+)
+FAX_STATUSES = (
+    "queued", "processing", "sending", "delivered", "receiving", "received", "no-answer", "busy", "failed", "canceled",
+)
+
+
+class VoiceCallForm(forms.Form):
+    """An inbound phone call arriving at one of our numbers."""
+
+    CallSid = forms.CharField(validators=[sid("CA")])
+    AccountSid = forms.CharField(validators=[sid("AC")])
+    From = forms.CharField(max_length=64)
+    To = forms.CharField(max_length=64)
+    CallStatus = forms.ChoiceField(choices=[(status, status) for status in CALL_STATUSES])
+    CallerName = forms.CharField(max_length=255, required=False)
+
+
+class CallStatusCallbackForm(forms.Form):
+    """A status change of a call we answered (the caller hung up, say)."""
+
+    CallSid = forms.CharField(validators=[sid("CA")])
+    AccountSid = forms.CharField(validators=[sid("AC")])
+    CallStatus = forms.ChoiceField(choices=[(status, status) for status in CALL_STATUSES])
+
+
+class FaxWebhookForm(forms.Form):
+    """An inbound fax; once received, `MediaUrl` is the PDF."""
+
+    FaxSid = forms.CharField(validators=[sid("FX")])
+    AccountSid = forms.CharField(validators=[sid("AC")])
+    From = forms.CharField(max_length=64)
+    To = forms.CharField(max_length=64)
+    FaxStatus = forms.ChoiceField(choices=[(status, status) for status in FAX_STATUSES])
+    NumPages = forms.IntegerField(min_value=0, max_value=10_000, required=False)
+    MediaUrl = forms.CharField(max_length=1000, required=False, validators=[URLValidator(schemes=["http", "https"])])
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("FaxStatus") == "received" and not cleaned.get("MediaUrl") and "MediaUrl" not in self.errors:
+            raise forms.ValidationError("a received fax needs its MediaUrl")
+        return cleaned
+
+
 def first_error(form: forms.Form) -> str:
     """One readable line naming the field and what is wrong with it."""
     for field, errors in form.errors.items():

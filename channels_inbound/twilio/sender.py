@@ -25,6 +25,10 @@ def twilio_message_send(message) -> str:
     endpoint = twilio_endpoint_for_conversation(conversation)
     if endpoint is None:
         raise PermanentFailure(f"no active Twilio {conversation.channel} number is configured for this organisation")
+    if message.attachments.exists():
+        # Twilio fetches media from public URLs, which attachments do not have yet. Failing with the
+        # reason (shown to the agent) is better than sending the text without its files.
+        raise PermanentFailure(f"files cannot be sent on {conversation.channel} yet; send the text alone")
     address = contact_address_on_channel(conversation.contact, conversation.channel)
     if address is None:
         raise PermanentFailure(f"the contact has no {conversation.channel} address to write to")

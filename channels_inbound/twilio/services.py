@@ -7,6 +7,7 @@ import requests
 from django.db import transaction
 
 from channels_inbound.models import Channel, ChannelEndpoint, InboundMedia, MediaFetchStatus
+from channels_inbound.services import inbound_conversation_route
 from conversations.models import IdentityKind, Via
 from conversations.selectors import message_by_provider_id
 from conversations.services import (
@@ -34,7 +35,8 @@ DELIVERY_STATUS_OF_TWILIO_STATUS = {
 
 def twilio_inbound_message_store(endpoint: ChannelEndpoint, fields: dict) -> bool:
     """A customer's SMS, WhatsApp or Messenger message: find or create the contact and the live
-    conversation, append the message (idempotent on MessageSid). Returns whether it was new."""
+    conversation, append the message (idempotent on MessageSid), announce its media and queue the
+    conversation for an agent (inbound_conversation_route). Returns whether it was new."""
     contact, _ = contact_find_or_create(
         kind=IDENTITY_KIND_OF_CHANNEL[endpoint.channel], value=fields["From"], name=fields.get("ProfileName") or ""
     )
@@ -44,6 +46,7 @@ def twilio_inbound_message_store(endpoint: ChannelEndpoint, fields: dict) -> boo
     )
     if created:
         inbound_media_announce(message=message, endpoint=endpoint, media=fields.get("media", []))
+        inbound_conversation_route(endpoint=endpoint, conversation=conversation)
     return created
 
 

@@ -6,26 +6,18 @@ an agent opens it; sniffing refuses it. The stored name takes the extension of w
 
 from pathlib import PurePath
 
+from conversations.files import DOCUMENT_TYPES, IMAGE_TYPES
+from conversations.files import sniff_content_type as sniff_file
+
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 ALLOWED_KINDS = "images (PNG, JPEG, GIF, WebP) and PDF documents"
-# (leading bytes, content type, extension)
-SIGNATURES = (
-    (b"\x89PNG\r\n\x1a\n", "image/png", "png"),
-    (b"\xff\xd8\xff", "image/jpeg", "jpg"),
-    (b"GIF87a", "image/gif", "gif"),
-    (b"GIF89a", "image/gif", "gif"),
-    (b"%PDF-", "application/pdf", "pdf"),
-)
+ALLOWED_TYPES = IMAGE_TYPES | DOCUMENT_TYPES
 
 
 def sniff_content_type(content: bytes) -> tuple[str, str] | None:
-    """(content type, extension) of an allowed kind of file, or None."""
-    for magic, content_type, extension in SIGNATURES:
-        if content.startswith(magic):
-            return content_type, extension
-    if content[:4] == b"RIFF" and content[8:12] == b"WEBP":
-        return "image/webp", "webp"
-    return None
+    """(content type, extension) of a kind of file visitors may send, or None."""
+    sniffed = sniff_file(content)
+    return sniffed if sniffed and sniffed[0] in ALLOWED_TYPES else None
 
 
 def filename_for(name: str, extension: str) -> str:

@@ -68,7 +68,9 @@ def webchat_message_receive(*, endpoint: ChannelEndpoint, visitor_id: str, frame
             inbound_event_finish(event=event, outcome=InboundOutcome.MALFORMED, detail=bad.detail)
             return [error_frame(bad.code, bad.detail, bad.client_id)]
         try:
-            message = _store(event, webchat_message_store, visitor_id=visitor_id, client_id=client_id, body=body)
+            message = _store(
+                event, webchat_message_store, endpoint=endpoint, visitor_id=visitor_id, client_id=client_id, body=body
+            )
         except DomainError as error:
             return [error_frame("refused", str(error), client_id)]
         frames = [{"type": "message", "message": message_frame(message)}]
@@ -102,7 +104,7 @@ def webchat_upload_receive(request, endpoint: ChannelEndpoint) -> JsonResponse:
         file = form.cleaned_data["file"]
         try:
             message = _store(
-                event, webchat_upload_store, visitor_id=visitor_id, client_id=form.cleaned_data["id"],
+                event, webchat_upload_store, endpoint=endpoint, visitor_id=visitor_id, client_id=form.cleaned_data["id"],
                 body=form.cleaned_data["body"], filename=file.name, content=file.content, content_type=file.content_type,
             )  # fmt: skip
         except DomainError as error:

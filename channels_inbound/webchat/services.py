@@ -5,7 +5,8 @@ Each runs inside the widget endpoint's tenant (the caller's tenant_context).
 
 from django.db import transaction
 
-from channels_inbound.models import Channel
+from channels_inbound.models import Channel, ChannelEndpoint
+from channels_inbound.services import inbound_conversation_route
 from channels_inbound.webchat.protocol import message_frame, provider_message_id_of
 from channels_inbound.webchat.selectors import queue_position, visitor_ids_of
 from contactcenter import realtime
@@ -18,25 +19,32 @@ from conversations.services import (
 )
 
 
-def webchat_message_store(*, visitor_id: str, client_id: str, body: str) -> tuple[Message, bool]:
+def webchat_message_store(
+    *, endpoint: ChannelEndpoint, visitor_id: str, client_id: str, body: str
+) -> tuple[Message, bool]:
     """A visitor's message: find or create the contact (identity `webchat` = the visitor id) and their
-    live webchat conversation, and append the message, idempotent on the widget's client id (a resend
-    returns the stored message). One transaction. Returns (message, created)."""
+    live webchat conversation, append the message, idempotent on the widget's client id (a resend
+    returns the stored message), and queue the conversation for an agent. One transaction.
+    Returns (message, created)."""
     with transaction.atomic():
         contact, _ = contact_find_or_create(kind=IdentityKind.WEBCHAT, value=visitor_id)
         conversation, _ = conversation_find_or_start(contact=contact, channel=Channel.WEBCHAT, via=Via.WEBHOOK)
-        return message_append_inbound(
+        message, created = message_append_inbound(
             conversation=conversation, body=body, provider_message_id=provider_message_id_of(visitor_id, client_id)
         )
+        if created:
+            inbound_conversation_route(endpoint=endpoint, conversation=conversation)
+        return message, created
 
 
 def webchat_upload_store(
-    *, visitor_id: str, client_id: str, body: str, filename: str, content: bytes, content_type: str
+    *, endpoint: ChannelEndpoint, visitor_id: str, client_id: str, body: str, filename: str, content: bytes,
+    content_type: str,
 ) -> tuple[Message, bool]:
     """A visitor's file (content type already sniffed by the caller) on a new inbound message, as
     webchat_message_store; a resend of the same client id stores nothing. One transaction."""
     with transaction.atomic():
-        message, created = webchat_message_store(visitor_id=visitor_id, client_id=client_id, body=body)
+        message, created = webchat_message_store(endpoint=endpoint, visitor_id=visitor_id, client_id=client_id, body=body)
         if created:
             attachment_add(message=message, filename=filename, content=content, content_type=content_type)
     return message, created

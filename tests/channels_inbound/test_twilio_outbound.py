@@ -106,3 +106,16 @@ def test_each_tenant_sends_with_its_own_credentials(twilio, fake_twilio, acme_sm
         (ACME_SID, ACME_NUMBER, "from acme"),
         (GLOBEX_SID, "+15005550002", "from globex"),
     ]
+
+
+def test_a_reply_with_a_file_fails_visibly_rather_than_losing_the_file(twilio, fake_twilio, acme_sms, acme, acme_agent):
+    conversation = conversation_from_inbound(twilio, acme, inbound_sms())
+    with tenant_context(acme):
+        message = message_send_reply(
+            conversation=conversation, author=acme_agent, body="Here it is", files=[("photo.png", b"\x89PNG\r\n\x1a\n" + b"0" * 16)]
+        )
+        message_deliver(message=Message.objects.select_related("conversation__contact").get(pk=message.pk))
+        message.refresh_from_db()
+    assert message.delivery_status == DeliveryStatus.FAILED
+    assert "files cannot be sent on sms yet" in message.error_reason
+    assert fake_twilio.messages_sent() == []

@@ -1,6 +1,7 @@
 """A local HTTP server that speaks Twilio's REST wire format, for the boundary we cannot reach.
 
-It implements what Switchboard calls — creating a message, updating a call — with Twilio's URLs,
+It implements what Switchboard calls — creating a message, updating a call, fetching the media of an
+inbound message or fax — with Twilio's URLs,
 HTTP Basic auth (Account SID and auth token), form-encoded requests and JSON answers, including
 Twilio's error body. Tests point the product at it with TWILIO_API_BASE_URL; the product's own
 twilio client code runs unchanged.
@@ -19,6 +20,8 @@ from urllib.parse import parse_qs
 MESSAGES = re.compile(r"^/2010-04-01/Accounts/(AC[0-9a-f]{32})/Messages\.json$")
 CALL = re.compile(r"^/2010-04-01/Accounts/(AC[0-9a-f]{32})/Calls/(CA[0-9a-f]{32})\.json$")
 MEDIA = re.compile(r"^/2010-04-01/Accounts/(AC[0-9a-f]{32})/Messages/(MM[0-9a-f]{32})/Media/(ME[0-9a-f]{32})$")
+# The Fax API (fax.twilio.com/v1) names no account in its paths: the credentials say whose fax it is.
+FAX_MEDIA = re.compile(r"^/v1/Faxes/(FX[0-9a-f]{32})/Media/(ME[0-9a-f]{32})$")
 
 
 @dataclass
@@ -42,6 +45,8 @@ class FakeTwilioApi:
     failures: list[tuple[int, int, str]] = field(default_factory=list)
     # Media files it serves, by path: (content type, bytes).
     media: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    # Which account each fax media path belongs to.
+    fax_owners: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> "FakeTwilioApi":
@@ -76,6 +81,17 @@ class FakeTwilioApi:
         path = f"/2010-04-01/Accounts/{account_sid}/Messages/MM{secrets.token_hex(16)}/Media/ME{secrets.token_hex(16)}"
         self.media[path] = (content_type, content)
         return self.base_url + path
+
+    def add_fax_media(self, account_sid: str, content: bytes) -> tuple[str, str]:
+        """Serve a received fax's PDF as the Fax API does; returns (FaxSid, its media URL)."""
+        fax_sid = "FX" + secrets.token_hex(16)
+        path = f"/v1/Faxes/{fax_sid}/Media/ME{secrets.token_hex(16)}"
+        self.media[path], self.fax_owners[path] = ("application/pdf", content), account_sid
+        return fax_sid, self.base_url + path
+
+    def calls_updated(self) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if CALL.match(r.path)]
 
     def messages_sent(self) -> list[RecordedRequest]:
         with self._lock:
@@ -119,7 +135,8 @@ class FakeTwilioApi:
         path = handler.path.split("?")[0]
         account = self._authenticated_account(handler)
         match = MEDIA.match(path)
-        if account is None or match is None or match.group(1) != account:
+        owner = match.group(1) if match else self.fax_owners.get(path) if FAX_MEDIA.match(path) else None
+        if account is None or owner != account:
             status = 401 if account is None else 404
             return self._answer(handler, status, {"code": 20003 if status == 401 else 20404, "status": status})
         with self._lock:

@@ -1,0 +1,68 @@
+"""What a file is, told by its bytes, and which files each channel may carry.
+
+Attachments arrive from customers (webhooks, email, the widget) and leave with agents' replies. In
+both directions the bytes decide what a file is: a name or a browser's claim is not trusted, since
+a file named `invoice.png` holding HTML could run as a page when someone opens it.
+"""
+
+from dataclasses import dataclass
+
+from conversations.errors import MessageNotAllowed
+
+# (leading bytes, content type, extension)
+SIGNATURES = (
+    (b"%PDF-", "application/pdf", "pdf"),
+    (b"\x89PNG\r\n\x1a\n", "image/png", "png"),
+    (b"\xff\xd8\xff", "image/jpeg", "jpg"),
+    (b"GIF87a", "image/gif", "gif"),
+    (b"GIF89a", "image/gif", "gif"),
+    (b"PK\x03\x04", "application/zip", "zip"),
+)
+IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+DOCUMENT_TYPES = frozenset({"application/pdf"})
+
+
+def sniff_content_type(content: bytes) -> tuple[str, str] | None:
+    """(content type, extension) when the first bytes say what the file is, else None."""
+    for magic, content_type, extension in SIGNATURES:
+        if content.startswith(magic):
+            return content_type, extension
+    if content[:4] == b"RIFF" and content[8:12] == b"WEBP":
+        return "image/webp", "webp"
+    return None
+
+
+@dataclass(frozen=True)
+class ChannelFileRule:
+    types: frozenset[str]
+    max_bytes: int
+    described: str
+
+
+MB = 1024 * 1024
+# What each channel can deliver (the providers' own limits, rounded down).
+OUTBOUND_FILE_RULES = {
+    "sms": ChannelFileRule(IMAGE_TYPES, 5 * MB, "images (PNG, JPEG, GIF, WebP) up to 5 MB"),
+    "whatsapp": ChannelFileRule(IMAGE_TYPES | DOCUMENT_TYPES, 16 * MB, "images and PDF documents up to 16 MB"),
+    "messenger": ChannelFileRule(IMAGE_TYPES | DOCUMENT_TYPES, 25 * MB, "images and PDF documents up to 25 MB"),
+    "webchat": ChannelFileRule(IMAGE_TYPES | DOCUMENT_TYPES, 10 * MB, "images and PDF documents up to 10 MB"),
+    "email": ChannelFileRule(IMAGE_TYPES | DOCUMENT_TYPES, 20 * MB, "images and PDF documents up to 20 MB"),
+}
+
+
+class AttachmentNotAllowed(MessageNotAllowed):
+    pass
+
+
+def outbound_file_check(*, channel: str, filename: str, content: bytes) -> str:
+    """The content type of a file an agent wants to send on `channel`, or AttachmentNotAllowed
+    saying what the channel takes."""
+    rule = OUTBOUND_FILE_RULES.get(channel)
+    if rule is None:
+        raise AttachmentNotAllowed(f"Files cannot be sent on {channel}.")
+    sniffed = sniff_content_type(content)
+    if sniffed is None or sniffed[0] not in rule.types:
+        raise AttachmentNotAllowed(f"“{filename}” cannot be sent on {channel}: it takes {rule.described}.")
+    if len(content) > rule.max_bytes:
+        raise AttachmentNotAllowed(f"“{filename}” is too large for {channel}: it takes {rule.described}.")
+    return sniffed[0]
