@@ -39,7 +39,12 @@ class Contact(TenantOwnedModel):
         ordering = ["name", "id"]
 
     def __str__(self) -> str:
-        return self.name or f"Contact {self.public_id}"
+        """The name, else how they reached us (a phone number, an address): what an agent recognises.
+        Uses prefetched identities when a list prefetched them."""
+        if self.name:
+            return self.name
+        identity = next(iter(self.identities.all()), None) if self.pk else None
+        return identity.value if identity else f"Contact {self.public_id}"
 
 
 class ContactIdentity(TenantOwnedModel):

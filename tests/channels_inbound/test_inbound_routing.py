@@ -102,3 +102,9 @@ async def test_a_signed_inbound_sms_is_offered_live_to_an_available_agent(
     finally:
         await acme_socket.disconnect()
         await globex_socket.disconnect()
+
+
+def test_work_from_an_unnamed_customer_is_titled_with_their_number(twilio, acme_sms, support_queue):
+    assert twilio.post(MESSAGING, inbound_sms(sender="+15551239876")).status_code == 200
+    with tenant_context(acme_sms.tenant_id):
+        assert Task.objects.get().title == "SMS with +15551239876"
