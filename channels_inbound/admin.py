@@ -3,7 +3,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 
 from channels_inbound.models import ChannelEndpoint, InboundEvent, UnroutedInboundEvent
-from contactcenter.admin_site import TenantScopedAdmin
+from contactcenter.admin_site import ServiceManagedAdmin, TenantScopedAdmin
 
 
 class ChannelEndpointForm(forms.ModelForm):
@@ -35,21 +35,8 @@ class ChannelEndpointAdmin(TenantScopedAdmin):
     readonly_fields = ["auth_token_masked"]
 
 
-class ReadOnlyLogAdmin(TenantScopedAdmin):
-    """Logs are written by the webhooks only; nobody edits or deletes them through the admin."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(InboundEvent)
-class InboundEventAdmin(ReadOnlyLogAdmin):
+class InboundEventAdmin(ServiceManagedAdmin):
     list_display = ["received_at", "provider", "kind", "endpoint", "outcome", "detail"]
     list_filter = ["provider", "kind", "outcome"]
     search_fields = ["detail", "idempotency_key"]

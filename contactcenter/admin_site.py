@@ -111,3 +111,18 @@ class TenantScopedAdmin(admin.ModelAdmin):
         if not change and not request.user.is_superuser:
             obj.tenant = request.tenant
         super().save_model(request, obj, form, change)
+
+
+class ServiceManagedAdmin(TenantScopedAdmin):
+    """Rows that only services and webhooks write (conversations, tasks, offers, logs): the admin
+    shows them and never adds, changes or deletes them, so every change keeps going through the
+    one function that validates it and writes the activity log."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -6,7 +6,7 @@ services, so their admin is read-mostly and never deletes: the activity log refe
 
 from django.contrib import admin
 
-from contactcenter.admin_site import TenantScopedAdmin
+from contactcenter.admin_site import ServiceManagedAdmin, TenantScopedAdmin
 from conversations.models import (
     Activity,
     Attachment,
@@ -50,52 +50,39 @@ class ContactAdmin(TenantScopedAdmin):
     inlines = [ContactIdentityInline]
 
 
-class ReadOnlyAfterServicesAdmin(TenantScopedAdmin):
-    """Rows that only services create and change: viewable here, not editable."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(ContactIdentity)
-class ContactIdentityAdmin(ReadOnlyAfterServicesAdmin):
+class ContactIdentityAdmin(ServiceManagedAdmin):
     list_display = ["value", "kind", "contact"]
     list_filter = ["kind"]
     search_fields = ["value"]
 
 
 @admin.register(Conversation)
-class ConversationAdmin(ReadOnlyAfterServicesAdmin):
+class ConversationAdmin(ServiceManagedAdmin):
     list_display = ["__str__", "contact", "channel", "status", "priority", "assignee", "created_at"]
     list_filter = ["status", "priority", "channel"]
     search_fields = ["subject", "contact__name", "tags"]
 
 
 @admin.register(Message)
-class MessageAdmin(ReadOnlyAfterServicesAdmin):
+class MessageAdmin(ServiceManagedAdmin):
     list_display = ["__str__", "conversation", "direction", "delivery_status", "created_at"]
     list_filter = ["direction", "delivery_status"]
     search_fields = ["body", "provider_message_id"]
 
 
 @admin.register(Attachment)
-class AttachmentAdmin(ReadOnlyAfterServicesAdmin):
+class AttachmentAdmin(ServiceManagedAdmin):
     list_display = ["filename", "content_type", "size", "created_at"]
 
 
 @admin.register(InternalNote)
-class InternalNoteAdmin(ReadOnlyAfterServicesAdmin):
+class InternalNoteAdmin(ServiceManagedAdmin):
     list_display = ["__str__", "conversation", "author", "created_at"]
 
 
 @admin.register(Activity)
-class ActivityAdmin(ReadOnlyAfterServicesAdmin):
+class ActivityAdmin(ServiceManagedAdmin):
     list_display = ["created_at", "kind", "old_value", "new_value", "via", "actor", "conversation", "task"]
     list_select_related = ["actor__user", "conversation", "task"]
     list_filter = ["kind", "via"]

@@ -3,7 +3,7 @@ state and (read-only) tasks, offers and status periods. Kept simple."""
 
 from django.contrib import admin
 
-from contactcenter.admin_site import TenantScopedAdmin
+from contactcenter.admin_site import ServiceManagedAdmin, TenantScopedAdmin
 from tasks.models import (
     AgentSkill,
     AgentState,
@@ -44,34 +44,21 @@ class AutomationRuleAdmin(TenantScopedAdmin):
     list_filter = ["trigger", "is_active"]
 
 
-class ReadOnlyAdmin(TenantScopedAdmin):
-    """Rows that change only through the services (status, log, timers); here they are only viewed."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(Task)
-class TaskAdmin(ReadOnlyAdmin):
+class TaskAdmin(ServiceManagedAdmin):
     list_display = ["title", "kind", "status", "priority", "queue", "assignee", "sla_state", "due_at", "created_at"]
     list_filter = ["kind", "status", "priority", "queue", "sla_state"]
     search_fields = ["title"]
 
 
 @admin.register(Offer)
-class OfferAdmin(ReadOnlyAdmin):
+class OfferAdmin(ServiceManagedAdmin):
     list_display = ["task", "agent", "status", "created_at", "expires_at", "responded_at", "explanation"]
     list_filter = ["status"]
 
 
 @admin.register(AgentStatusPeriod)
-class AgentStatusPeriodAdmin(ReadOnlyAdmin):
+class AgentStatusPeriodAdmin(ServiceManagedAdmin):
     list_display = ["membership", "status", "break_reason", "started_at", "ended_at"]
     list_filter = ["status"]
 
