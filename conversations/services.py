@@ -63,6 +63,7 @@ from tasks.models import RuleTrigger, Task, TaskKind, TaskStatus
 from tasks.services import (
     CONVERSATION_TO_TASK_PRIORITY,
     automation_rules_run,
+    conversation_task_title,
     task_assign,
     task_create,
     task_transition,
@@ -150,10 +151,6 @@ def _holder_label(conversation: Conversation) -> str:
 
 def _route_label(queue, channel: str) -> str:
     return f"{queue.name if queue else 'no queue'} · {Channel(channel).label}"
-
-
-def _task_title(conversation: Conversation) -> str:
-    return f"{conversation.get_channel_display()} with {conversation.contact}"
 
 
 def _recount(conversation: Conversation) -> None:
@@ -517,7 +514,7 @@ def conversation_transfer(
                 _update(task, updated_at=timezone.now(), **task_changes)
         elif queue is not None:
             task = task_create(
-                kind=TaskKind.CONVERSATION, title=_task_title(conversation), actor=actor, via=via,
+                kind=TaskKind.CONVERSATION, title=conversation_task_title(conversation), actor=actor, via=via,
                 conversation=conversation, queue=queue, channel=new_channel,
                 priority=CONVERSATION_TO_TASK_PRIORITY[conversation.priority], reason=note,
             )  # fmt: skip
@@ -626,7 +623,7 @@ def conversation_split(
         original_task = _active_task(conversation, statuses=(*OPEN_TASK_STATUSES, TaskStatus.WRAPPING))
         if original_task is not None and original_task.queue_id:
             task_create(
-                kind=TaskKind.CONVERSATION, title=_task_title(new), actor=actor, via=via, conversation=new,
+                kind=TaskKind.CONVERSATION, title=conversation_task_title(new), actor=actor, via=via, conversation=new,
                 queue=original_task.queue, priority=CONVERSATION_TO_TASK_PRIORITY[new.priority],
                 reason=f"Split from conversation {conversation.public_id}.",
             )  # fmt: skip

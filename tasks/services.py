@@ -1066,6 +1066,11 @@ def task_claim(*, task: Task, agent: Membership, actor=None, via: str | None = N
 # --- routing: where tasks come from -----------------------------------------------------------------
 
 
+def conversation_task_title(conversation: Conversation) -> str:
+    """What a conversation's task is called in every list: the channel and who is waiting."""
+    return f"{conversation.get_channel_display()} with {conversation.contact}"
+
+
 def conversation_task_ensure(*, conversation: Conversation, queue: Queue, via: str = Via.WEBHOOK) -> Task:
     """The conversation's open conversation task, created in `queue` when it has none.
 
@@ -1089,7 +1094,7 @@ def conversation_task_ensure(*, conversation: Conversation, queue: Queue, via: s
         if existing is not None:
             return existing
         task = task_create(
-            kind=TaskKind.CONVERSATION, title=f"{conversation.get_channel_display()} with {conversation.contact}",
+            kind=TaskKind.CONVERSATION, title=conversation_task_title(conversation),
             via=via, conversation=conversation, queue=queue,
             priority=CONVERSATION_TO_TASK_PRIORITY[conversation.priority], reason="The customer wrote.",
         )  # fmt: skip
