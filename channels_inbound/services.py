@@ -53,13 +53,11 @@ def inbound_conversation_route(*, endpoint: ChannelEndpoint, conversation) -> "T
     """
     from channels_inbound.selectors import queue_for_inbound
     from tasks.services import conversation_task_ensure
-    from tasks.timers import follow_ups_escalate, task_response_deadline_refresh
+    from tasks.timers import follow_ups_escalate
 
     queue = queue_for_inbound(endpoint, conversation.channel)
     if queue is None:
         return None
-    task = conversation_task_ensure(conversation=conversation, queue=queue)
-    conversation.refresh_from_db()
-    task_response_deadline_refresh(task=task, conversation=conversation)
+    task = conversation_task_ensure(conversation=conversation, queue=queue)  # with its response deadline
     follow_ups_escalate(task=task, conversation=conversation)
     return task

@@ -1076,10 +1076,10 @@ def conversation_task_ensure(*, conversation: Conversation, queue: Queue, via: s
 
     The channels call this after storing an inbound message. Locks the conversation, so two
     messages arriving together make one task. An open task (pending, reserved or assigned) is
-    returned as it is: a new message does not make a second task. Otherwise a pending task is
-    created (task_create: its `created` row, `task.created` push, a routing request) with the
-    conversation's priority, and its response deadline for the customer's current wait is set up
-    front (tasks.timers.task_response_deadline_refresh).
+    returned (a new message does not make a second task). Otherwise a pending task is created
+    (task_create: its `created` row, `task.created` push, a routing request) with the
+    conversation's priority. Either way the task's response deadline for the customer's current
+    wait is set up front, and renewed when they wait anew (tasks.timers.task_response_deadline_refresh).
     """
     ensure_same_tenant(conversation, queue)
     with transaction.atomic():
@@ -1091,14 +1091,15 @@ def conversation_task_ensure(*, conversation: Conversation, queue: Queue, via: s
             .order_by("-created_at", "-pk")
             .first()
         )
+        from tasks.timers import task_response_deadline_refresh  # timers build on these services
+
         if existing is not None:
+            task_response_deadline_refresh(task=existing, conversation=conversation)  # a new wait, a new clock
             return existing
         task = task_create(
             kind=TaskKind.CONVERSATION, title=conversation_task_title(conversation),
             via=via, conversation=conversation, queue=queue,
             priority=CONVERSATION_TO_TASK_PRIORITY[conversation.priority], reason="The customer wrote.",
         )  # fmt: skip
-        from tasks.timers import task_response_deadline_refresh  # timers build on these services
-
         task_response_deadline_refresh(task=task, conversation=conversation)
     return task

@@ -1,5 +1,7 @@
 """Inbound work reaches an agent: every channel queues its conversation, once, and routing offers it live."""
 
+from datetime import timedelta
+
 import pytest
 from asgiref.sync import sync_to_async
 from django.test import Client
@@ -108,3 +110,19 @@ def test_work_from_an_unnamed_customer_is_titled_with_their_number(twilio, acme_
     assert twilio.post(MESSAGING, inbound_sms(sender="+15551239876")).status_code == 200
     with tenant_context(acme_sms.tenant_id):
         assert Task.objects.get().title == "SMS with +15551239876"
+
+
+def test_a_customer_writing_after_a_reply_starts_a_new_response_clock(twilio, acme_sms, support_queue, acme_agent):
+    from conversations.services import message_send_reply
+
+    assert twilio.post(MESSAGING, inbound_sms(body="First question")).status_code == 200
+    with tenant_context(acme_sms.tenant_id):
+        task = Task.objects.get()
+        first_due = task.first_response_due_at
+        message_send_reply(conversation=task.conversation, author=acme_agent, body="Answered!")
+    assert twilio.post(MESSAGING, inbound_sms(body="Follow-up question")).status_code == 200
+    with tenant_context(acme_sms.tenant_id):
+        task.refresh_from_db()
+        waiting_since = Conversation.objects.get(pk=task.conversation_id).waiting_since
+        assert task.first_response_due_at > first_due
+        assert task.first_response_due_at == waiting_since + timedelta(seconds=support_queue.sla_normal_seconds)
