@@ -7,20 +7,33 @@ from contactcenter.admin_site import ServiceManagedAdmin, TenantScopedAdmin
 
 
 class ChannelEndpointForm(forms.ModelForm):
+    """The auth token is write-only: typed in, stored encrypted, never rendered back (not even masked
+    in the input); the page shows only whether one is set and its last four characters."""
+
     auth_token = forms.CharField(
         required=False,
-        widget=forms.PasswordInput(render_value=False),
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
         help_text="Leave blank to keep the stored token. It is never shown back.",
     )
+    clear_auth_token = forms.BooleanField(required=False, label="Remove the stored token")
 
     class Meta:
         model = ChannelEndpoint
         fields = ["tenant", "provider", "channel", "address", "name", "account_sid", "auth_token", "auth_token_env_var", "allowed_origins", "default_queue", "is_active"]
 
+    def clean(self):
+        cleaned = super().clean()
+        queue = cleaned.get("default_queue")
+        if queue is not None and cleaned.get("channel") and not queue.takes(cleaned["channel"]):
+            self.add_error("default_queue", f"The {queue.name} queue does not take this channel.")
+        return cleaned
+
     def save(self, commit=True):
         endpoint = super().save(commit=False)
         if self.cleaned_data.get("auth_token"):
             endpoint.set_auth_token(self.cleaned_data["auth_token"])
+        elif self.cleaned_data.get("clear_auth_token"):
+            endpoint.auth_token_encrypted = ""
         if commit:
             endpoint.save()
         return endpoint
@@ -29,10 +42,23 @@ class ChannelEndpointForm(forms.ModelForm):
 @admin.register(ChannelEndpoint)
 class ChannelEndpointAdmin(TenantScopedAdmin):
     form = ChannelEndpointForm
-    list_display = ["__str__", "provider", "channel", "address", "auth_token_masked", "is_active"]
+    list_display = ["__str__", "provider", "channel", "address", "token", "default_queue", "is_active"]
     list_filter = ["provider", "channel", "is_active"]
     search_fields = ["address", "name"]
-    readonly_fields = ["auth_token_masked"]
+    list_select_related = ["default_queue"]
+    readonly_fields = ["token"]
+    fieldsets = [
+        (None, {"fields": ["provider", "channel", "address", "name", "default_queue", "is_active"]}),
+        ("Credentials", {"fields": ["account_sid", "token", "auth_token", "clear_auth_token", "auth_token_env_var"]}),
+        ("Webchat", {"fields": ["allowed_origins"]}),
+    ]
+
+    @admin.display(description="auth token")
+    def token(self, endpoint):
+        """Whether a token is set, and its last four characters: enough to tell which one, never to use it."""
+        if endpoint.auth_token_env_var:
+            return f"from ${endpoint.auth_token_env_var} ({'set' if endpoint.auth_token() else 'not set'})"
+        return f"set ({endpoint.auth_token_masked})" if endpoint.auth_token_encrypted else "not set"
 
 
 @admin.register(InboundEvent)
@@ -40,6 +66,7 @@ class InboundEventAdmin(ServiceManagedAdmin):
     list_display = ["received_at", "provider", "kind", "endpoint", "outcome", "detail"]
     list_filter = ["provider", "kind", "outcome"]
     search_fields = ["detail", "idempotency_key"]
+    list_select_related = ["endpoint"]
     readonly_fields = ["received_at", "provider", "kind", "endpoint", "path", "headers", "body", "idempotency_key", "outcome", "detail"]
     date_hierarchy = "received_at"
     actions = ["replay"]

@@ -49,12 +49,16 @@ def inbound_conversation_route(*, endpoint: ChannelEndpoint, conversation) -> "T
 
     Every channel calls this, so work is queued the same way whatever the customer used. Returns
     the task, or None when the tenant has no queue taking this channel (the conversation then
-    waits, unrouted, for someone to pick it up).
+    waits, unrouted, for someone to pick it up), or when the message left the conversation resolved:
+    it was the customer's rating (conversations.services.csat_reply_record), not new work.
     """
     from channels_inbound.selectors import queue_for_inbound
+    from conversations.models import ConversationStatus
     from tasks.services import conversation_task_ensure
     from tasks.timers import follow_ups_escalate
 
+    if conversation.status == ConversationStatus.RESOLVED:
+        return None
     queue = queue_for_inbound(endpoint, conversation.channel)
     if queue is None:
         return None

@@ -54,6 +54,7 @@ class MembershipAdmin(TenantScopedAdmin):
     list_display = ["user", "role", "phone_number", "is_active", "created_at"]
     list_filter = ["role", "is_active"]
     search_fields = ["user__username", "user__first_name", "user__last_name", "user__email"]
+    list_select_related = ["user"]
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "user" and not request.user.is_superuser:

@@ -36,5 +36,19 @@ class DomainErrorMiddleware:
     def process_exception(self, request, exception):
         if not isinstance(exception, DomainError):
             return None
-        template = "partials/domain_error.html" if getattr(request, "htmx", False) else "domain_error.html"
-        return render(request, template, {"error": str(exception)}, status=exception.status_code)
+        if not getattr(request, "htmx", False):
+            return render(
+                request,
+                "domain_error.html",
+                {"error": str(exception)},
+                status=exception.status_code,
+            )
+        response = render(
+            request,
+            "partials/domain_error.html",
+            {"error": str(exception)},
+            status=exception.status_code,
+        )
+        # The message is an out-of-band fragment; the element the request targeted stays as it was.
+        response["HX-Reswap"] = "none"
+        return response

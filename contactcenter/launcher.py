@@ -46,6 +46,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 USAGE = """\
 usage: ./switchboard run               start Switchboard in the foreground (Ctrl-C stops it)
        ./switchboard test [ARGS...]    run the test suite; ARGS are passed to pytest
+       ./switchboard bench [NAMES...]  run the benchmarks (bench/README.md); --list names them
 
 PostgreSQL and Redis come from DATABASE_URL and REDIS_URL; when unset, embedded servers are
 started with their data in $SWITCHBOARD_STATE_DIR (default: .switchboard/). See README.md.
@@ -635,18 +636,36 @@ def command_test(pytest_args: list[str]) -> int:
         session.on_exit(_forget_test_run_keys, os.environ["REDIS_URL"], f"switchboard-test-{run_id}")
         os.environ["PYTHONUNBUFFERED"] = "1"
 
-        # pytest stays in our process group, so a Ctrl-C at the terminal reaches it directly. A
-        # SIGTERM or SIGHUP only we received is passed on as SIGINT, the one signal on which pytest
-        # still tears its fixtures down (and so stops what the tests started). Either way we wait
-        # for it, then stop the embedded servers.
-        pytest = subprocess.Popen([sys.executable, "-m", "pytest", *pytest_args], cwd=REPO_ROOT)
-        while pytest.poll() is None:
-            if session.stop.requested.wait(0.2):
-                if session.stop.last_signal != signal.SIGINT:
-                    pytest.send_signal(signal.SIGINT)
-                session.stop.requested.clear()
         # pytest's own exit code: 1 failures, 2 interrupted, 5 no tests collected — all failures.
-        return pytest.returncode if pytest.returncode >= 0 else 128 - pytest.returncode
+        return _run_in_foreground(session, [sys.executable, "-m", "pytest", *pytest_args])
+
+
+def _run_in_foreground(session: Session, argv: list[str]) -> int:
+    """Run a command of ours to its end, in our process group, and return its exit code.
+
+    It stays in our process group, so a Ctrl-C at the terminal reaches it directly. A SIGTERM or
+    SIGHUP only we received is passed on as SIGINT, the one signal on which pytest still tears its
+    fixtures down (and so stops what the tests started). Either way we wait for it, then the session
+    stops the embedded servers.
+    """
+    child = subprocess.Popen(argv, cwd=REPO_ROOT)
+    while child.poll() is None:
+        if session.stop.requested.wait(0.2):
+            if session.stop.last_signal != signal.SIGINT:
+                child.send_signal(signal.SIGINT)
+            session.stop.requested.clear()
+    return child.returncode if child.returncode >= 0 else 128 - child.returncode
+
+
+# --- bench --------------------------------------------------------------------------------------
+
+def command_bench(bench_args: list[str]) -> int:
+    """Run the benchmarks (`python -m bench`, see bench/README.md) on the engines the test command
+    would use; each benchmark creates and drops a database of its own (sb_bench_<name>)."""
+    with Session("bench") as session:
+        os.environ.update(resolve_engines(session, state_dir() / "bench", try_local_defaults=True))
+        os.environ["PYTHONUNBUFFERED"] = "1"
+        return _run_in_foreground(session, [sys.executable, "-m", "bench", *bench_args])
 
 
 def _forget_test_run_keys(redis_url: str, prefix: str) -> None:
@@ -668,6 +687,8 @@ def main(argv: list[str]) -> int:
             return command_run()
         if command == "test":
             return command_test(rest)
+        if command == "bench":
+            return command_bench(rest)
     except LauncherError as error:
         print(f"switchboard: {error}", file=sys.stderr)
         return 1

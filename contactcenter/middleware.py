@@ -3,6 +3,7 @@
 from contextlib import nullcontext
 
 from django.urls import reverse
+from django.utils import timezone
 
 from contactcenter.selectors import choose_membership, memberships_of_user
 from contactcenter.tenancy import dangerously_all_tenants, tenant_context
@@ -37,7 +38,8 @@ class CurrentTenantMiddleware:
             scope = tenant_context(membership.tenant_id)
         else:
             scope = nullcontext()
-        with scope:
+        # Times on pages read in the tenant's own time zone (stored and computed in UTC).
+        with scope, timezone.override(request.tenant.time_zone if request.tenant else None):
             return self.get_response(request)
 
 

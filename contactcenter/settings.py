@@ -5,10 +5,12 @@ so what is tested is what runs. The run command fills DATABASE_URL, REDIS_URL an
 its embedded engines when they are not set.
 """
 
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
 from contactcenter.env import (
     database_settings_from_url,
@@ -54,6 +56,26 @@ if _served_over_https:
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+# The CSRF token reaches htmx through the page (base.html's hx-headers), so no script needs the cookie.
+CSRF_COOKIE_HTTPONLY = True
+CSRF_COOKIE_SAMESITE = "Lax"
+# Browsers that reached the site over https keep to it (only sent on https responses).
+SECURE_HSTS_SECONDS = read_int("SECURE_HSTS_SECONDS", default=31_536_000 if _served_over_https else 0, minimum=0)
+# Content-Security-Policy: scripts only from our own static files — no inline script, no event-handler
+# attribute, no eval — so markup that slips into a page cannot run. Styles may be inline (the webchat
+# widget styles its shadow root with a <style> element); websockets go back to our own origin.
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF],
+    "style-src": [CSP.SELF, CSP.UNSAFE_INLINE],
+    "img-src": [CSP.SELF, "data:", "blob:"],
+    "media-src": [CSP.SELF, "blob:"],
+    "connect-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+}
 
 INSTALLED_APPS = [
     "contactcenter.apps.SwitchboardAdminConfig",
@@ -69,10 +91,12 @@ INSTALLED_APPS = [
     "conversations",
     "tasks",
     "channels_inbound",
+    "desktop",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -110,6 +134,25 @@ DATABASES = {"default": database_settings_from_url(DATABASE_URL)}
 DATABASES["default"]["CONN_MAX_AGE"] = read_int("DATABASE_CONN_MAX_AGE", default=60, minimum=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"]["TEST"] = {"NAME": read_str("TEST_DATABASE_NAME", default=None)}
+# A pool of connections per process (psycopg_pool), shared by the threads that serve requests. Under
+# ASGI every request runs in a thread of its own, so a kept connection (CONN_MAX_AGE) was never reused:
+# each request opened a new one and left it open until garbage collection, until PostgreSQL refused
+# more clients (bench/README.md, ingest). The pool reuses its connections and opens more only while
+# more threads need one at once, up to this many; a thread beyond it waits for one (10 s at most).
+# 0 turns the pool off (then DATABASE_CONN_MAX_AGE applies).
+DATABASE_POOL_MAX_SIZE = read_int("DATABASE_POOL_MAX_SIZE", default=100, minimum=0)
+if DATABASE_POOL_MAX_SIZE:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps the connections; Django insists on 0
+    DATABASES["default"]["OPTIONS"]["pool"] = {"min_size": 1, "max_size": DATABASE_POOL_MAX_SIZE, "timeout": 10}
+# Row-level security, the second wall between tenants (contactcenter/rowsecurity.py): our backend
+# tells PostgreSQL the current tenant before each statement, and the application switches to a role
+# that owns nothing and cannot bypass the policies (migrate creates it). Empty turns the switch off.
+DATABASES["default"]["ENGINE"] = "contactcenter.postgresql"
+DATABASE_APP_ROLE = read_str("DATABASE_APP_ROLE", default="switchboard_app") or None
+if DATABASE_APP_ROLE:
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", DATABASE_APP_ROLE):  # it is spliced into SQL
+        raise ImproperlyConfigured(f"DATABASE_APP_ROLE={DATABASE_APP_ROLE!r} is not a plain lower-case role name")
+    DATABASES["default"]["OPTIONS"]["assume_role"] = DATABASE_APP_ROLE
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = read_url("REDIS_URL", schemes=("redis", "rediss"))

@@ -177,3 +177,24 @@ def get_in_tenant_or_404(model_or_queryset, **lookup):
         return queryset.get(**lookup)
     except (queryset.model.DoesNotExist, ValueError):
         raise Http404(f"No {queryset.model._meta.verbose_name} matches the given query.") from None
+
+
+# --- The second wall: what the database is told -----------------------------------------------------
+# PostgreSQL row-level security (contactcenter/rowsecurity.py) enforces the same scoping inside the
+# database, for every statement, raw SQL included. It reads the tenant from two settings that the
+# database backend (contactcenter/postgresql/base.py) keeps equal to the context variable above, so
+# the entry points that enter tenant_context() set it without any code of their own.
+TENANT_SETTING = "app.tenant_id"
+ALL_TENANTS_SETTING = "app.all_tenants"
+
+
+def row_security_settings() -> tuple[str, str]:
+    """The values of (app.tenant_id, app.all_tenants) that match the tenant in force right now.
+
+    No tenant: ('', 'off'), under which the policies show no row of any tenant (failing closed, as
+    the manager does). dangerously_all_tenants(): ('', 'on'), which the policies honour as a bypass.
+    """
+    current = _current_tenant.get()
+    if current == _ALL_TENANTS:
+        return "", "on"
+    return ("" if current is None else str(current)), "off"

@@ -1,6 +1,9 @@
-"""Pages of the project package: health, home, team directory and the tenant switcher."""
+"""Pages of the project package: health, sign-in, team directory and the tenant switcher (the home page is
+the agent desktop, desktop.views.workspace)."""
 
 from django.contrib import messages
+from django.contrib.auth.views import LoginView
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
@@ -11,6 +14,7 @@ from contactcenter.health import check_postgres, check_redis, worker_heartbeat_a
 from contactcenter.middleware import SESSION_TENANT_KEY
 from contactcenter.models import Membership
 from contactcenter.selectors import members_of_current_tenant
+from contactcenter.signin import SignInForm
 from contactcenter.tenancy import get_in_tenant_or_404
 
 
@@ -30,11 +34,6 @@ def readyz(request):
         "worker_heartbeat_age_seconds": worker_heartbeat_age_seconds() if "redis" not in failures else None,
     }
     return JsonResponse(body, status=503 if failures else 200)
-
-
-@member_required()
-def home(request):
-    return render(request, "contactcenter/home.html")
 
 
 @member_required()
@@ -60,3 +59,17 @@ def tenant_switch(request):
     request.session[SESSION_TENANT_KEY] = chosen.tenant_id
     messages.success(request, f"Now working in {chosen.tenant.name}.")
     return redirect("home")
+
+
+class SignInView(LoginView):
+    """Django's sign-in page with throttling (contactcenter.signin): 429 while a user is locked out."""
+
+    form_class = SignInForm
+    redirect_authenticated_user = True
+
+    def form_invalid(self, form):
+        response = super().form_invalid(form)
+        if form.has_error(NON_FIELD_ERRORS, "throttled"):
+            response.status_code = 429
+            response["Retry-After"] = str(form.retry_after)
+        return response

@@ -5,6 +5,7 @@ both directions the bytes decide what a file is: a name or a browser's claim is 
 a file named `invoice.png` holding HTML could run as a page when someone opens it.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from conversations.errors import MessageNotAllowed
@@ -54,9 +55,13 @@ class AttachmentNotAllowed(MessageNotAllowed):
     pass
 
 
-def outbound_file_check(*, channel: str, filename: str, content: bytes) -> str:
+def outbound_file_check(*, channel: str, filename: str, content: bytes, restrictions: Iterable = ()) -> str:
     """The content type of a file an agent wants to send on `channel`, or AttachmentNotAllowed
-    saying what the channel takes."""
+    saying what the channel takes.
+
+    `restrictions` are the tenant's own refusals on top of the channel's rules (AttachmentRestriction
+    rows for this channel, from conversations.selectors.attachment_restrictions_for); a match is
+    refused with the reason the admin gave."""
     rule = OUTBOUND_FILE_RULES.get(channel)
     if rule is None:
         raise AttachmentNotAllowed(f"Files cannot be sent on {channel}.")
@@ -65,4 +70,34 @@ def outbound_file_check(*, channel: str, filename: str, content: bytes) -> str:
         raise AttachmentNotAllowed(f"“{filename}” cannot be sent on {channel}: it takes {rule.described}.")
     if len(content) > rule.max_bytes:
         raise AttachmentNotAllowed(f"“{filename}” is too large for {channel}: it takes {rule.described}.")
+    restriction_check(restrictions, filename=filename, content_type=sniffed[0], where=f"on {channel}")
     return sniffed[0]
+
+
+def content_type_matches(pattern: str, content_type: str) -> bool:
+    """Whether `content_type` is what `pattern` names: exactly (application/zip) or a whole family (video/*)."""
+    pattern, content_type = pattern.strip().lower(), content_type.split(";")[0].strip().lower()
+    if pattern.endswith("/*"):
+        return content_type.startswith(pattern[:-1])
+    return content_type == pattern
+
+
+def restriction_check(restrictions: Iterable, *, filename: str, content_type: str, where: str) -> None:
+    """AttachmentNotAllowed naming the admin's reason when one of `restrictions` (anything with
+    `content_type` and `reason`) covers `content_type`."""
+    for restriction in restrictions:
+        if content_type_matches(restriction.content_type, content_type):
+            reason = restriction.reason or "your organisation does not allow this kind of file"
+            raise AttachmentNotAllowed(f"“{filename}” cannot be sent {where}: {reason}")
+
+
+# Pictures a browser only ever shows as pictures. Everything else (HTML, SVG, PDF, executables, and
+# any type we did not recognise) is served as a download, never rendered as a page of our site.
+INLINE_TYPES = IMAGE_TYPES
+
+
+def shown_inline(content_type: str, head: bytes) -> bool:
+    """Whether a stored file may be shown in the browser: a raster image whose first bytes agree
+    with its stored type (a type stored from a provider's claim is not trusted on its own)."""
+    sniffed = sniff_content_type(head)
+    return content_type in INLINE_TYPES and sniffed is not None and sniffed[0] == content_type

@@ -30,3 +30,14 @@ def normalise_identity(kind: str, value: str) -> str:
     if kind not in IdentityKind.values or not value or len(value) > 255:
         raise InvalidIdentity(f"“{value}” is not a valid {kind} identity.")
     return value
+
+
+# Where an agent can write to a contact first: the kinds of identity a new outbound conversation on
+# each channel is addressed to (a phone number reaches SMS and WhatsApp). Webchat visitors and
+# callers are reached only when they come to us.
+IDENTITY_KINDS_OF_OUTBOUND_CHANNEL = {
+    "sms": (IdentityKind.PHONE, IdentityKind.WHATSAPP),
+    "whatsapp": (IdentityKind.WHATSAPP, IdentityKind.PHONE),
+    "messenger": (IdentityKind.MESSENGER,),
+    "email": (IdentityKind.EMAIL,),
+}

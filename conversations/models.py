@@ -213,6 +213,39 @@ class Attachment(TenantOwnedModel):
         return self.filename
 
 
+class AttachmentRestriction(TenantOwnedModel):
+    """A kind of file the tenant's admins do not allow, on top of what each channel carries
+    (conversations.files.OUTBOUND_FILE_RULES): refused in agents' replies and in webchat visitors'
+    uploads, with `reason` shown to whoever tried."""
+
+    content_type = models.CharField(
+        max_length=100,
+        validators=[
+            RegexValidator(
+                r"^[A-Za-z0-9.+-]+/(\*|[A-Za-z0-9.+-]+)\Z",
+                "A content type (application/zip) or a family of them (video/*).",
+            )
+        ],
+        help_text="A content type such as application/zip, or a whole family such as video/*",
+    )
+    channel = models.CharField(
+        max_length=16, choices=Channel.choices, blank=True, help_text="Leave empty to refuse it on every channel"
+    )
+    reason = models.CharField(max_length=200, help_text="Shown to the agent or visitor whose file is refused")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta(TenantOwnedModel.Meta):
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "content_type", "channel"], name="one_attachment_restriction_per_type_and_channel"
+            )
+        ]
+        ordering = ["content_type", "channel"]
+
+    def __str__(self) -> str:
+        return f"{self.content_type} on {self.get_channel_display() or 'every channel'}"
+
+
 class InternalNote(TenantOwnedModel):
     """A note agents leave on a conversation; the customer never sees it.
 
@@ -300,6 +333,7 @@ class ActivityKind(models.TextChoices):
     NOTE = "note", "Note"
     SLA = "sla", "Service level"
     ESCALATION = "escalation", "Escalation"
+    SENSITIVE = "sensitive", "Sensitive data sent"
 
 
 class Activity(TenantOwnedModel):
@@ -335,3 +369,40 @@ class Activity(TenantOwnedModel):
     def __str__(self) -> str:
         change = f"{self.old_value} → {self.new_value}" if self.old_value or self.new_value else ""
         return f"{self.get_kind_display()} {change}".strip()
+
+
+class CsatSurvey(TenantOwnedModel):
+    """One "How did we do? Reply 1–5" sent after an agent resolved a conversation, and the rating.
+
+    Written only by conversations.services (csat_survey_send, csat_reply_record). The rating counts
+    for the agent who held the conversation and the queue of its task. A reply is a rating only
+    while the conversation is still resolved and before `reply_by`; it is never routed as new work.
+    """
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="csat_surveys")
+    agent = models.ForeignKey(
+        "contactcenter.Membership", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    queue = models.ForeignKey("tasks.Queue", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    question = models.ForeignKey(Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    answer = models.ForeignKey(Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    score = models.PositiveSmallIntegerField(null=True, blank=True)
+    sent_at = models.DateTimeField(default=timezone.now)
+    reply_by = models.DateTimeField()
+    answered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(TenantOwnedModel.Meta):
+        ordering = ["-sent_at", "-id"]
+        verbose_name = "CSAT survey"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(score__isnull=True) | models.Q(score__gte=1, score__lte=5), name="csat_score_1_to_5"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["conversation", "sent_at"]),
+            models.Index(fields=["tenant", "answered_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"CSAT {self.score or '–'} for conversation {self.conversation_id}"

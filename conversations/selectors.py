@@ -1,15 +1,22 @@
 """Reads of contacts, conversations, messages, templates and sensitive-data patterns."""
 
 import re
+from datetime import timedelta
 
-from django.db.models import QuerySet
+from django.conf import settings
+from django.core import signing
+from django.core.exceptions import ImproperlyConfigured
+from django.db.models import Q, QuerySet
+from django.urls import reverse
 from django.utils import timezone
 
-from contactcenter.tenancy import dangerously_all_tenants
+from contactcenter.tenancy import dangerously_all_tenants, tenant_context
 from conversations.identities import EQUIVALENT_IDENTITY_KINDS, normalise_identity
 from conversations.markup import fill_placeholders
 from conversations.models import (
     Activity,
+    Attachment,
+    AttachmentRestriction,
     Contact,
     ContactIdentity,
     Conversation,
@@ -98,3 +105,47 @@ def sensitive_spans(text: str) -> list[Span]:
         (pattern.name, re.compile(pattern.pattern)) for pattern in SensitiveDataPattern.objects.filter(is_active=True)
     ]
     return find_sensitive_spans(text, patterns)
+
+
+# --- attachments ------------------------------------------------------------------------------
+
+# A salt of its own, so no other signed value of the site (sessions, visitor tokens) can pass as one.
+ATTACHMENT_PUBLIC_SALT = "conversations.attachment-public-url"
+ATTACHMENT_PUBLIC_MAX_AGE = timedelta(hours=1)
+
+
+def attachment_url(attachment: Attachment) -> str:
+    """Where a signed-in member of the tenant opens the file (conversations.views.attachment_download)."""
+    return reverse("attachment-download", args=[attachment.public_id])
+
+
+def attachment_public_url(attachment: Attachment) -> str:
+    """An absolute URL anyone holding it may fetch the file from for ATTACHMENT_PUBLIC_MAX_AGE: for
+    providers that fetch outbound media themselves (Twilio's MediaUrl).
+
+    The token is signed with SECRET_KEY and names the tenant and the attachment's public id, so it
+    cannot be forged, altered to reach another file, or used after it expires. Built on
+    PUBLIC_BASE_URL, the address providers reach us at; ImproperlyConfigured without it.
+    """
+    if not settings.PUBLIC_BASE_URL:
+        raise ImproperlyConfigured("PUBLIC_BASE_URL must be set for providers to fetch files from us")
+    token = signing.dumps([attachment.tenant_id, attachment.public_id], salt=ATTACHMENT_PUBLIC_SALT, compress=True)
+    return settings.PUBLIC_BASE_URL + reverse("attachment-public", args=[token])
+
+
+def attachment_from_public_token(token: str) -> Attachment | None:
+    """The attachment a token of attachment_public_url names, looked up inside the token's tenant;
+    None when the token is forged, altered, expired or its file gone."""
+    try:
+        tenant_id, public_id = signing.loads(token, salt=ATTACHMENT_PUBLIC_SALT, max_age=ATTACHMENT_PUBLIC_MAX_AGE)
+    except (signing.BadSignature, TypeError, ValueError):
+        return None
+    if not isinstance(tenant_id, int) or not isinstance(public_id, str):
+        return None
+    with tenant_context(tenant_id):
+        return Attachment.objects.filter(public_id=public_id).first()
+
+
+def attachment_restrictions_for(*, channel: str) -> list[AttachmentRestriction]:
+    """The current tenant's refused kinds of file on `channel` (its own and those for every channel)."""
+    return list(AttachmentRestriction.objects.filter(Q(channel="") | Q(channel=channel)))

@@ -15,6 +15,7 @@ conversations are locked in id order; a conversation before its task.
 """
 
 import re
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 
@@ -30,8 +31,7 @@ from contactcenter import realtime
 from contactcenter.errors import AlreadyTaken, TransitionNotAllowed
 from contactcenter.models import Membership
 from conversations import delivery, jobs
-from conversations.activity import activity_record
-from conversations.files import outbound_file_check
+from conversations.activity import activity_new, activity_record, activity_record_many
 from conversations.errors import (
     ChangedMeanwhile,
     MergeNotAllowed,
@@ -42,7 +42,12 @@ from conversations.errors import (
     TransferNotAllowed,
     ensure_same_tenant,
 )
-from conversations.identities import EQUIVALENT_IDENTITY_KINDS, normalise_identity
+from conversations.files import outbound_file_check
+from conversations.identities import (
+    EQUIVALENT_IDENTITY_KINDS,
+    IDENTITY_KINDS_OF_OUTBOUND_CHANNEL,
+    normalise_identity,
+)
 from conversations.markup import mentioned_usernames, render_note_html
 from conversations.models import (
     ActivityKind,
@@ -52,21 +57,26 @@ from conversations.models import (
     Conversation,
     ConversationPriority,
     ConversationStatus,
+    CsatSurvey,
     DeliveryStatus,
     Direction,
     InternalNote,
     Message,
     Via,
 )
+from conversations.selectors import attachment_restrictions_for
 from tasks.errors import AssignmentNotAllowed
 from tasks.models import RuleTrigger, Task, TaskKind, TaskStatus
 from tasks.services import (
     CONVERSATION_TO_TASK_PRIORITY,
+    BulkOutcome,
     automation_rules_run,
     conversation_task_title,
+    each_counting_refusals,
     task_assign,
     task_create,
     task_transition,
+    tasks_cancel,
 )
 
 C = ConversationStatus
@@ -169,7 +179,9 @@ def _recount(conversation: Conversation) -> None:
 
 
 def _clean_body(body: str) -> str:
-    return body.replace("\x00", "")  # PostgreSQL text cannot hold NUL; everything else is kept as sent
+    # PostgreSQL text cannot hold NUL. Browsers submit a textarea's line breaks as CRLF (the HTML
+    # form rules); one kind of line break is stored, so what an agent typed reads the same everywhere.
+    return body.replace("\x00", "").replace("\r\n", "\n")
 
 
 # --- contacts ---------------------------------------------------------------------------------
@@ -449,7 +461,8 @@ def conversation_end(
     (pending or reserved) is canceled, and then, as with no task at all, the rules fire now without
     a disposition.
     Writes the conversation's `status` row (→ resolved) and the task's `status` row, plus whatever
-    the rules create. Pushes on commit.
+    the rules create. Pushes on commit. With an agent's task, the customer is then asked to rate
+    the conversation when its queue asks for ratings (csat_survey_send).
     """
     ensure_same_tenant(conversation, actor)
     with transaction.atomic():
@@ -458,6 +471,7 @@ def conversation_end(
         task = _active_task(conversation)
         if task is not None and task.status == TaskStatus.ASSIGNED:
             task_transition(task=task, to_status=TaskStatus.WRAPPING, actor=actor, via=via, reason=reason)
+            csat_survey_send(conversation=conversation, task=task)
             return conversation
         if task is not None:
             task_transition(
@@ -632,6 +646,37 @@ def conversation_split(
     return new
 
 
+def conversation_start_outbound(*, contact: Contact, channel: str, author, body: str, queue=None) -> Conversation:
+    """An agent writes to a contact first: a new conversation on `channel`, held by `author`, with
+    their message queued for delivery. One transaction, so a refused message leaves no empty conversation.
+
+    The contact needs an identity the channel reaches (IDENTITY_KINDS_OF_OUTBOUND_CHANNEL), else
+    MessageNotAllowed. With `queue` (it must take the channel) the conversation gets its conversation
+    task, assigned to the author as if they had accepted it, so the customer's answer comes back to
+    them and counts against their capacity; without one, only the conversation is theirs.
+    Writes what conversation_start, task_create, conversation_assign and message_send_reply write
+    (`created`, `status` and `assignment` rows). Pushes and enqueues the delivery on commit.
+    """
+    label = dict(Channel.choices).get(channel, channel)
+    kinds = IDENTITY_KINDS_OF_OUTBOUND_CHANNEL.get(channel)
+    if kinds is None:
+        raise MessageNotAllowed(f"Agents cannot start {label} conversations: the customer has to reach us there.")
+    ensure_same_tenant(contact, author, queue)
+    if not ContactIdentity.objects.filter(contact=contact, kind__in=kinds).exists():
+        raise MessageNotAllowed(f"{contact} has no {label} address to write to.")
+    with transaction.atomic():
+        conversation = conversation_start(contact=contact, channel=channel, actor=author)
+        if queue is not None:
+            task_create(
+                kind=TaskKind.CONVERSATION, title=conversation_task_title(conversation), actor=author,
+                conversation=conversation, queue=queue, priority=CONVERSATION_TO_TASK_PRIORITY[conversation.priority],
+                reason="An agent wrote to the customer first.",
+            )  # fmt: skip
+        conversation_assign(conversation=conversation, agent=author, actor=author)
+        message_send_reply(conversation=conversation, author=author, body=body)
+    return conversation
+
+
 # --- messages ---------------------------------------------------------------------------------
 
 
@@ -651,6 +696,8 @@ def message_append_inbound(
     A new message sets `last_customer_message_at`, starts `waiting_since` when nobody was waiting
     and reopens the conversation: resolved → open (agent cleared, so it is routed again), pending →
     in progress (back to its agent) or open. Closed conversations take no messages (start a new one).
+    A reply 1–5 to the CSAT survey of a resolved conversation is its rating (csat_reply_record): no
+    wait starts and the conversation stays resolved, so it is not routed again.
     Writes a `status` row only when it reopens. Pushes `message.new` on commit.
     """
     ensure_same_tenant(conversation)
@@ -670,6 +717,11 @@ def message_append_inbound(
                 raise
             return Message.objects.get(provider_message_id=provider_message_id), False
         at = message.created_at
+        if conversation.status == C.RESOLVED and csat_reply_record(conversation=conversation, message=message):
+            last = max(filter(None, (conversation.last_customer_message_at, at)))
+            _update(conversation, last_customer_message_at=last, updated_at=timezone.now())
+            _push_conversation(conversation, "message.new", message=message.public_id, csat=True)
+            return message, True
         _update(
             conversation,
             last_customer_message_at=max(filter(None, (conversation.last_customer_message_at, at))),
@@ -710,22 +762,31 @@ def _enqueue_delivery(message: Message, eta=None) -> None:
 
 
 def message_send_reply(
-    *, conversation: Conversation, author, body: str, files: Sequence[tuple[str, bytes]] = ()
+    *,
+    conversation: Conversation,
+    author,
+    body: str,
+    files: Sequence[tuple[str, bytes]] = (),
+    sensitive_data_sent: Sequence[str] = (),
 ) -> Message:
     """An agent's reply: recorded as an outbound message (queued), delivered by a job after commit.
 
     `files` are (name, bytes) pairs, checked against the channel's rules before anything is written
-    (conversations.files: what each channel carries, told by the bytes; AttachmentNotAllowed says
-    what it takes) and stored as attachments of the message.
+    (conversations.files: what each channel carries, told by the bytes, and the tenant's
+    AttachmentRestriction rows; AttachmentNotAllowed says what it takes or the admin's reason) and
+    stored as attachments of the message.
     Locks the conversation. Sets `first_response_at` (first reply only) and clears `waiting_since`;
     an assigned conversation whose agent replies becomes in progress (one `status` row).
     Enqueues `conversations.jobs.deliver_outbound_message` and pushes `message.new` on commit.
     """
     ensure_same_tenant(conversation, author)
+    restrictions = attachment_restrictions_for(channel=conversation.channel) if files else ()
     checked = [
-        (name, content, outbound_file_check(channel=conversation.channel, filename=name, content=content))
+        (name, content, outbound_file_check(
+            channel=conversation.channel, filename=name, content=content, restrictions=restrictions
+        ))
         for name, content in files
-    ]
+    ]  # fmt: skip
     with transaction.atomic():
         _lock_fresh(conversation)
         message = _outbound_create(conversation, author, body, has_files=bool(checked))
@@ -739,6 +800,11 @@ def message_send_reply(
         )
         if conversation.status == C.ASSIGNED and conversation.assignee_id == getattr(author, "pk", None):
             conversation_transition(conversation=conversation, to_status=C.IN_PROGRESS, actor=author)
+        if sensitive_data_sent:
+            activity_record(
+                kind=ActivityKind.SENSITIVE, conversation=conversation, actor=author, new=message.public_id,
+                reason=f"Sent despite the warning: {', '.join(sorted(set(sensitive_data_sent)))}.",
+            )  # fmt: skip
         _enqueue_delivery(message)
         _push_conversation(conversation, "message.new", message=message.public_id)
     return message
@@ -886,6 +952,80 @@ def attachment_add(*, message: Message, filename: str, content: bytes, content_t
     return attachment
 
 
+# --- customer satisfaction ------------------------------------------------------------------
+
+CSAT_QUESTION = "How did we do? Reply 1–5 (5 is best)."
+# The channels that carry a written question and its answer (not calls, not faxes).
+CSAT_CHANNELS = (Channel.SMS, Channel.WHATSAPP, Channel.MESSENGER, Channel.WEBCHAT, Channel.EMAIL)
+_QUOTED_HISTORY = re.compile(r"^(>|On .+ wrote:$|-+ ?Original Message ?-+$)")
+_RATING = re.compile(r"([1-5])(?:\s*/\s*5)?[\s.!]*")
+
+
+def csat_score_of(body: str) -> int | None:
+    """The rating a customer's reply gives ("4", " 5! ", "3/5"), or None when it says anything else.
+    The quoted history an email client adds below the answer is left out."""
+    answer = []
+    for line in body.strip().splitlines():
+        if _QUOTED_HISTORY.match(line.strip()):
+            break
+        answer.append(line)
+    match = _RATING.fullmatch("\n".join(answer).strip())
+    return int(match.group(1)) if match else None
+
+
+def csat_survey_send(*, conversation: Conversation, task: Task) -> CsatSurvey | None:
+    """Ask the customer to rate the conversation their agent just resolved ("How did we do? Reply
+    1–5"), when the task's queue asks for ratings and the channel carries text. Returns the survey.
+
+    Runs in the caller's transaction (conversation_end, holding the conversation's lock). The question
+    is an outbound message without author (the system's: no reply, no first response), delivered and
+    retried like any reply by the delivery job enqueued on commit. The survey takes a rating until
+    `reply_by` (the queue's `csat_reply_hours`); a conversation asked within that time is not asked
+    again. Writes no activity. Pushes `message.new` on commit.
+    """
+    queue = task.queue
+    if queue is None or not queue.csat_survey or conversation.channel not in CSAT_CHANNELS:
+        return None
+    now = timezone.now()
+    if conversation.assignee_id is None:
+        return None
+    if CsatSurvey.objects.filter(conversation=conversation, reply_by__gt=now).exists():
+        return None  # asked already, and the customer may still answer
+    question = _outbound_create(conversation, None, CSAT_QUESTION)
+    survey = CsatSurvey.objects.create(
+        tenant_id=conversation.tenant_id, conversation=conversation, agent_id=conversation.assignee_id, queue=queue,
+        question=question, sent_at=now, reply_by=now + timedelta(hours=queue.csat_reply_hours),
+    )  # fmt: skip
+    _enqueue_delivery(question)
+    _push_conversation(conversation, "message.new", message=question.public_id)
+    return survey
+
+
+def csat_reply_record(*, conversation: Conversation, message: Message) -> CsatSurvey | None:
+    """Take a customer's message as the rating of the conversation's survey, if it is one.
+
+    A rating says only 1–5 (csat_score_of) and arrives before the latest survey's `reply_by`. The
+    first rating counts: it is written by compare-and-set on an empty score, and a repeated one
+    (a second "5") is taken in without changing it. Runs in the caller's transaction
+    (message_append_inbound, holding the conversation's lock). Returns the survey the message
+    answered, or None: then it is an ordinary message. Writes no activity; pushes nothing.
+    """
+    score = csat_score_of(message.body)
+    if score is None:
+        return None
+    at = message.created_at
+    survey = (
+        CsatSurvey.objects.filter(conversation=conversation, sent_at__lte=at, reply_by__gt=at)
+        .order_by("-sent_at", "-pk")
+        .first()
+    )
+    if survey is None:
+        return None
+    if CsatSurvey.objects.filter(pk=survey.pk, score__isnull=True).update(score=score, answer=message, answered_at=at):
+        survey.score, survey.answer, survey.answered_at = score, message, at
+    return survey
+
+
 # --- notes ------------------------------------------------------------------------------------
 
 
@@ -917,3 +1057,140 @@ def note_add(*, conversation: Conversation, author, body: str) -> InternalNote:
                 )  # fmt: skip
         _push_conversation(conversation, "note.new", note=note.public_id)
     return note
+
+
+# --- supervisors' bulk actions --------------------------------------------------------------------
+
+
+def _conversations_move(
+    conversations: Sequence[Conversation], to_status: str, *, actor, via: str | None, reason: str, fields: dict
+) -> tuple[BulkOutcome, list]:
+    """The bulk form of conversation_transition: lock the rows in id order, keep those still in the
+    status the caller saw and allowed by CONVERSATION_TRANSITIONS, move them with one UPDATE.
+    Returns the outcome and the unsaved `status` rows (the caller adds its own and inserts once)."""
+    seen = {conversation.pk: conversation.status for conversation in conversations}
+    ensure_same_tenant(actor, *conversations)
+    outcome = BulkOutcome()
+    locked = list(Conversation.objects.select_for_update().filter(pk__in=seen).order_by("pk"))
+    outcome.skipped["no longer there"] += len(seen) - len(locked)
+    for conversation in locked:
+        if conversation.status != seen[conversation.pk]:
+            outcome.skipped["changed by someone else meanwhile"] += 1
+        elif to_status not in CONVERSATION_TRANSITIONS[conversation.status]:
+            outcome.skipped[f"{conversation.get_status_display().lower()} already"] += 1
+        else:
+            outcome.changed.append(conversation)
+    outcome.skipped = +outcome.skipped  # drop the zero counts
+    if not outcome.changed:
+        return outcome, []
+    now = timezone.now()
+    fields = {"status": to_status, "status_changed_at": now, "updated_at": now, "pending_reason": "", **fields}
+    # Compare-and-set like conversation_transition; the row locks make it match every kept row.
+    Conversation.objects.filter(pk__in=[c.pk for c in outcome.changed], status__in=set(seen.values())).update(**fields)
+    rows = []
+    for conversation in outcome.changed:
+        rows.append(
+            activity_new(
+                kind=ActivityKind.STATUS, conversation=conversation, actor=actor, via=via, old=conversation.status,
+                new=to_status, reason=reason,
+            )
+        )  # fmt: skip
+        for name, value in fields.items():
+            setattr(conversation, name, value)
+    return outcome, rows
+
+
+def _push_conversations_changed(conversations: list[Conversation], event: str, **data) -> None:
+    """One event for many conversations: all of them to supervisors, each agent's own to that agent
+    (a push per conversation would cost a round trip to Redis each, seconds for a few hundred)."""
+    if not conversations:
+        return
+    tenant_id = conversations[0].tenant_id
+    by_agent: dict[int, list[str]] = defaultdict(list)
+    for conversation in conversations:
+        if conversation.assignee_id:
+            by_agent[conversation.assignee_id].append(conversation.public_id)
+    everyone = [conversation.public_id for conversation in conversations]
+    realtime.push_to_supervisors(tenant_id, event=event, data={"conversations": everyone, **data})
+    for agent_id, public_ids in by_agent.items():
+        realtime.push_to_member(tenant_id, agent_id, event=event, data={"conversations": public_ids, **data})
+
+
+def conversations_resolve(
+    *, conversations: Sequence[Conversation], actor, via: str | None = None, reason: str = ""
+) -> BulkOutcome:
+    """Resolve many conversations at once (a supervisor's bulk action) in a constant number of statements.
+
+    Each conversation is checked against CONVERSATION_TRANSITIONS from the status the caller saw;
+    those changed meanwhile or not resolvable are left as they are and counted in `skipped`. Locks
+    the conversations in id order, then their open conversation tasks. Those tasks (pending,
+    reserved, assigned) are canceled through tasks.services.tasks_cancel: the supervisor closes the
+    work, so nobody is left to wrap it up (unlike conversation_end); tasks already in wrap-up stay
+    with their agent. Fires no automation rules and sends no satisfaction survey: a supervisor's
+    clean-up is not the end of a conversation someone handled.
+    Writes one `status` row per conversation (and tasks_cancel one per task and offer). Pushes one
+    `conversations.status` event to supervisors and one to each agent concerned on commit.
+    """
+    with transaction.atomic():
+        outcome, rows = _conversations_move(
+            conversations, C.RESOLVED, actor=actor, via=via, reason=reason, fields={"resolved_at": timezone.now()}
+        )
+        if not outcome.changed:
+            return outcome
+        activity_record_many(rows)
+        open_tasks = Task.objects.filter(
+            conversation__in=[c.pk for c in outcome.changed], kind=TaskKind.CONVERSATION, status__in=OPEN_TASK_STATUSES
+        )
+        tasks_cancel(tasks=open_tasks, actor=actor, via=via, reason=reason or "The conversation was resolved.")
+        _push_conversations_changed(outcome.changed, "conversations.status", status=C.RESOLVED)
+    return outcome
+
+
+def conversations_archive(
+    *, conversations: Sequence[Conversation], actor, via: str | None = None, reason: str = ""
+) -> BulkOutcome:
+    """Archive many closed conversations at once (closed → archived is the only way in), in a
+    constant number of statements; the others are left as they are and counted in `skipped`.
+    Locks the conversations in id order. Writes one `status` row per conversation. Pushes one
+    `conversations.status` event to supervisors and one to each agent concerned on commit.
+    """
+    with transaction.atomic():
+        outcome, rows = _conversations_move(conversations, C.ARCHIVED, actor=actor, via=via, reason=reason, fields={})
+        activity_record_many(rows)
+        _push_conversations_changed(outcome.changed, "conversations.status", status=C.ARCHIVED)
+    return outcome
+
+
+def conversations_assign(
+    *, conversations: Iterable[Conversation], agent=None, team=None, actor, via: str | None = None, note: str = ""
+) -> BulkOutcome:
+    """conversation_assign for each conversation (its rows, locks and pushes), skipping and counting
+    those it refuses. Giving a conversation to whoever holds it already changes nothing."""
+    return each_counting_refusals(
+        conversations,
+        lambda c: conversation_assign(conversation=c, agent=agent, team=team, actor=actor, via=via, note=note),
+    )
+
+
+def conversations_add_tags(
+    *, conversations: Iterable[Conversation], tags: Iterable[str], actor, via: str | None = None
+) -> BulkOutcome:
+    """Add `tags` to each conversation's own (conversation_set_tags: one `tags` row where they change),
+    skipping and counting those refused (too many tags)."""
+    added = _clean_tags(tags)
+    return each_counting_refusals(
+        conversations,
+        lambda c: conversation_set_tags(conversation=c, tags=[*c.tags, *added], actor=actor, via=via),
+    )
+
+
+def conversations_set_priority(
+    *, conversations: Iterable[Conversation], priority: str, actor, via: str | None = None, reason: str = ""
+) -> BulkOutcome:
+    """conversation_set_priority for each conversation (its task follows; one `priority` row where it
+    changes), skipping and counting those refused."""
+    ConversationPriority(priority)
+    return each_counting_refusals(
+        conversations,
+        lambda c: conversation_set_priority(conversation=c, priority=priority, actor=actor, via=via, reason=reason),
+    )

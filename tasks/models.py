@@ -104,6 +104,24 @@ class Queue(TenantOwnedModel):
         default=3, help_text="Customer messages without a reply that escalate (0: off)"
     )
     business_hours = models.JSONField(default=dict, blank=True)
+    # Service level: the share of conversations an agent answers within so many seconds of their
+    # arrival (the wallboard, the reports and the Erlang C staffing forecast read it)
+    service_level_percent = models.PositiveSmallIntegerField(
+        default=80, validators=[MinValueValidator(1), MaxValueValidator(99)],
+        help_text="Target share of conversations answered within the target time (80 in “80% in 20 seconds”)",
+    )  # fmt: skip
+    service_level_seconds = models.PositiveIntegerField(
+        default=20, validators=[MinValueValidator(1)],
+        help_text="Target time to answer, in seconds (20 in “80% in 20 seconds”)",
+    )  # fmt: skip
+    # Customer satisfaction survey (conversations.services.csat_survey_send)
+    csat_survey = models.BooleanField(
+        default=False, help_text="After an agent resolves a conversation, ask the customer “How did we do? Reply 1–5”"
+    )
+    csat_reply_hours = models.PositiveSmallIntegerField(
+        default=24, validators=[MinValueValidator(1)],
+        help_text="A reply 1–5 within this many hours is the customer's rating (later, an ordinary message)",
+    )  # fmt: skip
 
     class Meta(TenantOwnedModel.Meta):
         constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="one_queue_per_name")]
@@ -231,6 +249,9 @@ class Task(TenantOwnedModel):
             models.Index(fields=["assignee", "status"]),
             models.Index(fields=["conversation", "status"]),
             models.Index(fields=["queue", "status", "created_at"]),
+            # The wallboard's reads of today's arrivals and of what changed today (tasks.metrics)
+            models.Index(fields=["tenant", "created_at"], name="task_tenant_created"),
+            models.Index(fields=["tenant", "status_changed_at"], name="task_tenant_status_changed"),
         ]
 
     def __str__(self) -> str:
@@ -375,6 +396,10 @@ class AgentStatusPeriod(TenantOwnedModel):
     break_reason = models.ForeignKey(BreakReason, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     started_at = models.DateTimeField(default=timezone.now)
     ended_at = models.DateTimeField(null=True, blank=True)
+    set_by = models.ForeignKey(
+        "contactcenter.Membership", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="Who set this status when it was not the agent: a supervisor stepping in (empty: the agent or the system)",
+    )  # fmt: skip
 
     class Meta(TenantOwnedModel.Meta):
         ordering = ["started_at", "id"]

@@ -18,22 +18,24 @@ lock, so an offer's answer and its task's status change together.
 """
 
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.db import connection, transaction
-from django.db.models import Case, F, IntegerField, Value, When
+from django.db.models import Case, F, IntegerField, QuerySet, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from channels_inbound.models import Channel
 from contactcenter import realtime
-from contactcenter.errors import AlreadyTaken, TransitionNotAllowed
+from contactcenter.errors import AlreadyTaken, DomainError, TransitionNotAllowed
 from contactcenter.models import Membership, Tenant
 from contactcenter.tenancy import CrossTenantWrite, current_tenant_id
-from conversations.activity import activity_record
+from conversations.activity import activity_new, activity_record, activity_record_many
 from conversations.errors import ChangedMeanwhile, ensure_same_tenant
-from conversations.models import ActivityKind, Conversation, ConversationPriority, ConversationStatus, Via
+from conversations.models import Activity, ActivityKind, Conversation, ConversationPriority, ConversationStatus, Via
 from tasks import routing
 from tasks.acceptance import acceptance_hooks_run
 from tasks.errors import (
@@ -100,6 +102,15 @@ def _push_task(task: Task, event: str, *also_members: int | None) -> None:
         realtime.push_to_member(task.tenant_id, member_id, event=event, data=data)
 
 
+def _waiting_line_changed(task: Task) -> None:
+    """A conversation task joined or left its queue's waiting line (pending): webchat visitors
+    waiting there are told their new place after commit, one query per queue and transaction."""
+    if task.queue_id and task.kind == TaskKind.CONVERSATION:
+        from channels_inbound.webchat.services import webchat_queue_line_changed  # it builds on these services
+
+        webchat_queue_line_changed(tenant_id=task.tenant_id, queue_id=task.queue_id, task_id=task.pk)
+
+
 def _holder_label(task: Task) -> str:
     if task.assignee_id:
         return task.assignee.display_name
@@ -147,6 +158,7 @@ def task_transition(
       reservation; offer_accept/decline/time-out answer theirs first, so this catches transfers,
       supervisors' assignments and cancellations).
     - → pending (queued again) or out of assigned/wrapping (capacity freed) requests routing.
+    - into or out of pending: the queue's waiting webchat visitors learn their new place on commit.
     Writes one activity row of `kind` (status, or completion) with old → new status and `reason`.
     Pushes `task.status` to supervisors and the assignee on commit.
     """
@@ -184,6 +196,8 @@ def task_transition(
             _offers_withdraw(task, OfferStatus.CANCELED, reason=f"The task became {S(to_status).label.lower()}.")
         if to_status == S.PENDING or old in (S.ASSIGNED, S.WRAPPING):
             routing_request(tenant_id=task.tenant_id)
+        if S.PENDING in (old, to_status):
+            _waiting_line_changed(task)
     return task
 
 
@@ -238,6 +252,7 @@ def task_create(
         _push_task(task, "task.created")
         if queue is not None and assignee is None and team is None:
             routing_request(tenant_id=tenant_id)
+        _waiting_line_changed(task)
     return task
 
 
@@ -254,18 +269,27 @@ def task_create_follow_up(
     description: str = "",
     rule=None,
     reason: str = "",
+    kind: str = TaskKind.FOLLOW_UP,
+    channel: str = "",
 ) -> Task:
     """A follow-up task linked to `conversation` (its quick action, or an automation rule).
 
-    Priority defaults to the conversation's (normal → medium, urgent → critical). Writes one
-    `created` row linked to the task and the conversation; pushes `task.created` on commit.
+    `kind` is follow-up (work for the customer) or internal (work behind the scenes); `channel` is
+    where it will be done (default: the conversation's). Priority defaults to the conversation's
+    (normal → medium, urgent → critical). Writes one `created` row linked to the task and the
+    conversation; pushes `task.created` on commit.
     """
+    if kind not in (TaskKind.FOLLOW_UP, TaskKind.INTERNAL):
+        raise TaskNotAllowed("A follow-up is either a follow-up or an internal task.")
+    if channel:
+        Channel(channel)  # refuses an unknown channel
     return task_create(
-        kind=TaskKind.FOLLOW_UP,
+        kind=kind,
         title=title,
         actor=actor,
         via=via,
         conversation=conversation,
+        channel=channel,
         priority=priority or CONVERSATION_TO_TASK_PRIORITY[conversation.priority],
         assignee=assignee,
         team=team,
@@ -482,9 +506,10 @@ def agent_set_status(
 
     The agent themselves or a supervisor (actor None: the system, e.g. after missed offers).
     Locks the agent's AgentState. Unchanged status and reason write nothing. Closes the open
-    AgentStatusPeriod and opens the new one (the time in each status is recorded). Becoming
-    available resets the missed-offer count and requests routing. Offers already made stay until
-    answered or timed out. Pushes `agent.status` to the agent and supervisors on commit.
+    AgentStatusPeriod and opens the new one (the time in each status is recorded; `set_by` names a
+    supervisor who stepped in). Becoming available resets the missed-offer count and requests
+    routing. Offers already made stay until answered or timed out. Pushes `agent.status` to the
+    agent and supervisors on commit.
     """
     A(status)
     tenant_id = ensure_same_tenant(membership, break_reason, actor)
@@ -502,8 +527,9 @@ def agent_set_status(
         now = timezone.now()
         AgentStatusPeriod.objects.filter(membership=membership, ended_at__isnull=True).update(ended_at=now)
         AgentStatusPeriod.objects.create(
-            tenant_id=tenant_id, membership=membership, status=status, break_reason=break_reason, started_at=now
-        )
+            tenant_id=tenant_id, membership=membership, status=status, break_reason=break_reason, started_at=now,
+            set_by=actor if actor is not None and actor.pk != membership.pk else None,
+        )  # fmt: skip
         fields = {"status": status, "break_reason": break_reason, "status_since": now}
         if status == A.AVAILABLE:
             fields["consecutive_missed_offers"] = 0
@@ -539,7 +565,7 @@ def agent_allow_queues(*, membership: Membership, queues, actor) -> AgentState:
     them are dropped. Locks the AgentState; requests routing when available; pushes `agent.queues`."""
     queues = list(queues)
     tenant_id = ensure_same_tenant(membership, actor, *queues)
-    if not actor.can_supervise:
+    if actor is not None and not actor.can_supervise:  # None: a platform operator (superuser) in the admin
         raise QueueNotAllowed("Only supervisors choose which queues an agent may serve.")
     with transaction.atomic():
         state = _agent_state_locked(membership)
@@ -551,6 +577,28 @@ def agent_allow_queues(*, membership: Membership, queues, actor) -> AgentState:
                 state.served_queues.set(kept)
             served = kept
         _push_agent_queues(state, tenant_id, served)
+    return state
+
+
+def agent_set_capacity(*, membership: Membership, capacity: dict[str, int], actor=None) -> AgentState:
+    """A supervisor sets how many tasks of each channel the agent may hold at once; a channel left
+    out takes the default (AgentState.capacity_for). Others get AgentStatusNotAllowed. Locks the
+    AgentState; requests routing when the agent is available, as more room may mean more offers.
+    Writes no activity; pushes nothing."""
+    ensure_same_tenant(membership, actor)
+    if actor is not None and not actor.can_supervise:  # None: a platform operator (superuser) in the admin
+        raise AgentStatusNotAllowed("Only supervisors set how much work an agent may hold.")
+    cleaned = {Channel(channel).value: int(limit) for channel, limit in capacity.items()}
+    if any(limit < 0 for limit in cleaned.values()):
+        raise AgentStatusNotAllowed("A capacity cannot be negative.")
+    with transaction.atomic():
+        state = _agent_state_locked(membership)
+        if state.capacity == cleaned:
+            return state
+        AgentState.objects.filter(pk=state.pk).update(capacity=cleaned)
+        state.capacity = cleaned
+        if state.status == A.AVAILABLE:
+            routing_request(tenant_id=state.tenant_id)
     return state
 
 
@@ -858,15 +906,21 @@ def offer_transition(*, offer: Offer, to_status: str, actor=None, via: str | Non
         offer.status, offer.responded_at = to_status, now
         task = offer.task
         agent_name = Membership.objects.select_related("user").get(pk=offer.agent_id).display_name
-        activity_record(
-            kind=ActivityKind.STATUS, task=task, actor=actor, via=via, old=f"offer {OS.PENDING}",
-            new=f"offer {to_status}", reason=f"{agent_name}: {reason}".strip(": "),
-        )  # fmt: skip
-        realtime.push_to_member(
-            offer.tenant_id, offer.agent_id, event=f"offer.{to_status}",
-            data={"offer": offer.public_id, "task": task.public_id, "status": to_status, "reason": reason},
-        )  # fmt: skip
+        activity_record_many([_offer_answered(offer, task, agent_name=agent_name, actor=actor, via=via, reason=reason)])
     return True
+
+
+def _offer_answered(offer: Offer, task: Task, *, agent_name: str, actor=None, via=None, reason: str) -> Activity:
+    """The task's activity row for an offer's answer (unsaved, for the caller to insert), and its
+    push to the offered agent on commit."""
+    realtime.push_to_member(
+        offer.tenant_id, offer.agent_id, event=f"offer.{offer.status}",
+        data={"offer": offer.public_id, "task": task.public_id, "status": offer.status, "reason": reason},
+    )  # fmt: skip
+    return activity_new(
+        kind=ActivityKind.STATUS, task=task, actor=actor, via=via, old=f"offer {OS.PENDING}",
+        new=f"offer {offer.status}", reason=f"{agent_name}: {reason}".strip(": "),
+    )  # fmt: skip
 
 
 def _offers_withdraw(task: Task, to_status: str, *, reason: str, keep: Offer | None = None) -> list[Offer]:
@@ -1103,3 +1157,154 @@ def conversation_task_ensure(*, conversation: Conversation, queue: Queue, via: s
         )  # fmt: skip
         task_response_deadline_refresh(task=task, conversation=conversation)
     return task
+
+
+# --- supervisors' bulk actions ----------------------------------------------------------------------
+
+
+@dataclass
+class BulkOutcome:
+    """What a bulk action did: the rows it changed, and why it left the others (why → how many)."""
+
+    changed: list = field(default_factory=list)
+    skipped: Counter = field(default_factory=Counter)
+
+
+def each_counting_refusals(rows: Iterable, change: Callable[[object], object]) -> BulkOutcome:
+    """Apply a one-row service to each row, each in its own savepoint: a refused one (closed, changed
+    meanwhile, …) is counted under the service's own message, and the others still apply."""
+    outcome = BulkOutcome()
+    for row in rows:
+        try:
+            with transaction.atomic():
+                change(row)
+        except DomainError as refused:
+            outcome.skipped[str(refused)] += 1
+        else:
+            outcome.changed.append(row)
+    return outcome
+
+
+def tasks_cancel(*, tasks: QuerySet[Task], actor=None, via: str | None = None, reason: str = "") -> list[Task]:
+    """Cancel many open tasks at once (a supervisor's bulk action) in a constant number of statements.
+
+    The bulk form of task_transition(→ canceled), side effects included: locks the tasks in id
+    order (a caller that locks their conversations does so first), cancels those TASK_TRANSITIONS
+    lets go to canceled (pending, reserved, assigned; the others are left as they are), cancels the
+    pending offers of the reserved ones and requests routing when an agent's capacity was freed.
+    Writes one `status` row per task and per offer, in one INSERT. Pushes one `tasks.status` event
+    to supervisors and one to each agent who held some (and `offer.canceled` per offer) on commit.
+    Returns the canceled tasks.
+    """
+    tenant_id = ensure_same_tenant(actor)
+    with transaction.atomic():
+        locked = list(tasks.select_for_update().order_by("pk"))
+        locked = [task for task in locked if S.CANCELED in TASK_TRANSITIONS[task.status]]
+        if not locked:
+            return []
+        ensure_same_tenant(actor, *locked)
+        now = timezone.now()
+        Task.objects.filter(pk__in=[task.pk for task in locked], status__in=[S.PENDING, S.RESERVED, S.ASSIGNED]).update(
+            status=S.CANCELED, status_changed_at=now, updated_at=now, completed_at=now
+        )
+        rows, old_statuses = [], set()
+        for task in locked:
+            old_statuses.add(task.status)
+            rows.append(
+                activity_new(
+                    kind=ActivityKind.STATUS, task=task, actor=actor, via=via, old=task.status, new=S.CANCELED,
+                    reason=reason,
+                )
+            )  # fmt: skip
+            task.status, task.status_changed_at, task.updated_at, task.completed_at = S.CANCELED, now, now, now
+        reserved = {row.task_id: row.task for row in rows if row.old_value == S.RESERVED}
+        rows += _offers_withdraw_many(reserved, OS.CANCELED, reason="The task became canceled.")
+        activity_record_many(rows)
+        _push_tasks_changed(tenant_id, locked, "tasks.status", status=S.CANCELED)
+        if old_statuses & {S.ASSIGNED, S.WRAPPING}:
+            routing_request(tenant_id=tenant_id)
+    return locked
+
+
+def _offers_withdraw_many(tasks_by_id: dict[int, Task], to_status: str, *, reason: str) -> list:
+    """Withdraw every pending offer of these tasks in one UPDATE (callers hold the tasks' locks);
+    return their unsaved activity rows, as offer_transition would write them."""
+    if not tasks_by_id:
+        return []
+    offers = list(
+        Offer.objects.select_for_update(of=("self",))
+        .filter(task_id__in=tasks_by_id, status=OS.PENDING)
+        .select_related("agent__user")
+    )
+    if not offers:
+        return []
+    now = timezone.now()
+    withdrawn = Offer.objects.filter(pk__in=[offer.pk for offer in offers], status=OS.PENDING)
+    withdrawn.update(status=to_status, responded_at=now)
+    rows = []
+    for offer in offers:
+        offer.status, offer.responded_at = to_status, now
+        rows.append(
+            _offer_answered(
+                offer, tasks_by_id[offer.task_id], agent_name=offer.agent.display_name, via=Via.SYSTEM, reason=reason
+            )
+        )
+    return rows
+
+
+def _push_tasks_changed(tenant_id: int, tasks: list[Task], event: str, **data) -> None:
+    """One event for many tasks: all of them to supervisors, each agent's own to that agent (a
+    push per task would cost a round trip to Redis each, seconds for a few hundred)."""
+    by_agent: dict[int, list[str]] = defaultdict(list)
+    for task in tasks:
+        if task.assignee_id:
+            by_agent[task.assignee_id].append(task.public_id)
+    realtime.push_to_supervisors(tenant_id, event=event, data={"tasks": [task.public_id for task in tasks], **data})
+    for agent_id, public_ids in by_agent.items():
+        realtime.push_to_member(tenant_id, agent_id, event=event, data={"tasks": public_ids, **data})
+
+
+SUPERVISOR_COMPLETION = "Completed by supervisor"
+
+
+def tasks_complete(
+    *, tasks: Iterable[Task], actor, disposition: Disposition | None = None, notes: str = "", via: str = Via.SUPERVISOR
+) -> BulkOutcome:
+    """A supervisor steps in on stuck tasks: task_complete for each (from assigned or wrapping, with
+    the queue's disposition rules), the supervisor as actor and "Completed by supervisor" (and their
+    notes) as the reason. Tasks it refuses are left as they are and counted."""
+    notes = notes.strip()
+    reason = f"{SUPERVISOR_COMPLETION}: {notes}" if notes else SUPERVISOR_COMPLETION
+    return each_counting_refusals(
+        tasks, lambda task: task_complete(task=task, actor=actor, via=via, disposition=disposition, notes=reason)
+    )
+
+
+def tasks_reassign(
+    *, tasks: Iterable[Task], agent=None, team=None, actor, via: str = Via.SUPERVISOR, note: str = ""
+) -> BulkOutcome:
+    """Give each open task to an agent or a team. A conversation's task moves with its conversation
+    (conversations.services.conversation_assign: both rows and both logs), any other through
+    task_assign. Tasks refused (no longer open, taken meanwhile, …) are left as they are and counted."""
+    from conversations.services import conversation_assign  # it builds on this module
+
+    def reassign(task: Task) -> None:
+        if task.kind != TaskKind.CONVERSATION or task.conversation_id is None:
+            task_assign(task=task, agent=agent, team=team, actor=actor, via=via, note=note)
+        elif task.status not in (S.PENDING, S.RESERVED, S.ASSIGNED):
+            raise TransitionNotAllowed("task", task.status, S.ASSIGNED, "Only open tasks can be given to someone.")
+        else:
+            conversation_assign(conversation=task.conversation, agent=agent, team=team, actor=actor, via=via, note=note)
+
+    return each_counting_refusals(tasks, reassign)
+
+
+def agents_set_status(
+    *, memberships: Iterable[Membership], status: str, break_reason: BreakReason | None = None, actor
+) -> BulkOutcome:
+    """A supervisor sets agents' status (say Unavailable, with a break reason): agent_set_status for
+    each, which records the period with the supervisor in `set_by`. Refusals are counted."""
+    return each_counting_refusals(
+        memberships,
+        lambda member: agent_set_status(membership=member, status=status, break_reason=break_reason, actor=actor),
+    )

@@ -123,3 +123,13 @@ def worker_and_beat(transactional_db, tmp_path):
         yield processes
     finally:
         processes.stop()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_sign_in_failures_counted_from_earlier_runs():
+    """Failed sign-ins are counted in Redis for 15 minutes (contactcenter/signin.py); runs that share a
+    Redis and key prefix must not inherit the ones that earlier runs' wrong-password tests left."""
+    from contactcenter.signin import signin_failures_clear
+
+    for username in ("acme-agent1", "acme-agent2", "acme-supervisor", "acme-admin", "globex-agent1", "globex-supervisor"):
+        signin_failures_clear(username=username, address="127.0.0.1")

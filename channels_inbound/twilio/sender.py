@@ -3,7 +3,8 @@
 Registered with conversations.delivery, which calls it from the delivery job outside any
 transaction. Twilio's answers are sorted into temporary failures (network, 5xx, 429: the job
 retries with backoff) and permanent ones (invalid number, blocked, bad credentials: failed at once
-with Twilio's code and message, shown to the agent).
+with Twilio's code and message, shown to the agent). Files go as MediaUrl parameters, one per
+attachment: signed links to our /attachments/public/ view that Twilio fetches within the hour.
 """
 
 import requests
@@ -15,6 +16,7 @@ from channels_inbound.models import Channel
 from channels_inbound.selectors import contact_address_on_channel, twilio_endpoint_for_conversation
 from channels_inbound.twilio.rest import twilio_client
 from conversations.delivery import PermanentFailure, TemporaryFailure, register_sender
+from conversations.selectors import attachment_public_url
 
 ADDRESS_PREFIX = {Channel.SMS: "", Channel.WHATSAPP: "whatsapp:", Channel.MESSENGER: "messenger:"}
 
@@ -25,14 +27,17 @@ def twilio_message_send(message) -> str:
     endpoint = twilio_endpoint_for_conversation(conversation)
     if endpoint is None:
         raise PermanentFailure(f"no active Twilio {conversation.channel} number is configured for this organisation")
-    if message.attachments.exists():
-        # Twilio fetches media from public URLs, which attachments do not have yet. Failing with the
-        # reason (shown to the agent) is better than sending the text without its files.
-        raise PermanentFailure(f"files cannot be sent on {conversation.channel} yet; send the text alone")
+    attachments = list(message.attachments.all())
+    if attachments and not settings.PUBLIC_BASE_URL:
+        # Twilio fetches each file from a URL of ours; without a public address it cannot. Failing
+        # with the reason (shown to the agent) is better than sending the text without its files.
+        raise PermanentFailure("files cannot be sent: PUBLIC_BASE_URL is not set, so Twilio cannot fetch them")
     address = contact_address_on_channel(conversation.contact, conversation.channel)
     if address is None:
         raise PermanentFailure(f"the contact has no {conversation.channel} address to write to")
     parameters = {"to": ADDRESS_PREFIX[conversation.channel] + address, "from_": endpoint.address, "body": message.body}
+    if attachments:  # signed links that expire (conversations.selectors.attachment_public_url)
+        parameters["media_url"] = [attachment_public_url(attachment) for attachment in attachments]
     if settings.PUBLIC_BASE_URL:  # Twilio can only call back a URL it can reach
         parameters["status_callback"] = settings.PUBLIC_BASE_URL + reverse("twilio-status")
     try:

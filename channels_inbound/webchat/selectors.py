@@ -1,6 +1,7 @@
 """Reads for the webchat widget: its endpoint, a visitor's live conversation, and their place in the queue."""
 
-from django.db.models import BooleanField, Case, IntegerField, Q, Value, When
+from django.contrib.postgres.expressions import ArraySubquery
+from django.db.models import BooleanField, Case, IntegerField, OuterRef, Q, Value, When
 from django.db.models.functions import Coalesce
 
 from channels_inbound.models import Channel, ChannelEndpoint, Provider
@@ -85,10 +86,40 @@ def queue_position(conversation: Conversation) -> int | None:
 
 def _waiting_tasks(**lookup):
     """Pending conversation tasks with routing's sort keys: priority rank and the contact's VIP flag."""
-    return Task.objects.filter(kind=TaskKind.CONVERSATION, status=TaskStatus.PENDING, **lookup).annotate(
+    return _with_routing_order(Task.objects.filter(kind=TaskKind.CONVERSATION, status=TaskStatus.PENDING, **lookup))
+
+
+def _with_routing_order(tasks):
+    return tasks.annotate(
         rank=Case(*(When(priority=p, then=Value(r)) for p, r in PRIORITY_RANK.items()), output_field=IntegerField()),
         vip=Coalesce("conversation__contact__is_vip", Value(False), output_field=BooleanField()),
     )
+
+
+def queue_line_visitors(*, queue_id: int, task_ids=()) -> list[tuple[str, int | None]]:
+    """(visitor id, place in line) of every webchat visitor waiting in the queue, the way
+    queue_position counts (routing's order over all pending conversation tasks of the queue, whatever
+    their channel), plus (visitor id, None) for the visitors of `task_ids` no longer waiting in it.
+    One query, whatever the length of the line."""
+    webchat_visitors = ContactIdentity.objects.filter(
+        contact_id=OuterRef("conversation__contact_id"), kind=IdentityKind.WEBCHAT
+    ).values("value")
+    tasks = (
+        _with_routing_order(
+            Task.objects.filter(queue_id=queue_id, kind=TaskKind.CONVERSATION).filter(
+                Q(status=TaskStatus.PENDING) | Q(pk__in=list(task_ids))
+            )
+        )
+        .annotate(visitors=ArraySubquery(webchat_visitors))
+        .order_by("-rank", "-vip", "created_at", "pk")
+        .values_list("status", "visitors")
+    )
+    line, place = [], 0
+    for status, visitors in tasks:
+        waiting = status == TaskStatus.PENDING
+        place += waiting
+        line += [(visitor_id, place if waiting else None) for visitor_id in visitors]
+    return line
 
 
 def visitor_ids_of(conversation: Conversation) -> list[str]:

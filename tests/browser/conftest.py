@@ -73,3 +73,23 @@ def sign_in(page, base_url: str, username: str, password: str) -> None:
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(f"{base_url}/")
+
+
+def in_tenant_thread(tenant, work):
+    """Run `work()` inside `tenant` in another thread and return its result. Playwright's sync API runs an
+    event loop in the test thread, where async_to_sync (every realtime push) refuses to run."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    from contactcenter.tenancy import tenant_context
+
+    def run():
+        try:
+            with tenant_context(tenant):
+                return work()
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(run).result()

@@ -19,7 +19,7 @@ def test_agent_signs_in_with_the_keyboard_and_sees_their_tenant(asgi_server, pag
     page.wait_for_url(f"{asgi_server.url}/")
 
     heading = page.get_by_role("heading", level=1)
-    assert "Welcome" in heading.inner_text()
+    assert "Agent1's desktop" in heading.inner_text()
     assert "Acme Support" in page.locator("main").inner_text()
     assert "Globex" not in page.content()
 

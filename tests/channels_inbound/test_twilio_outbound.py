@@ -1,7 +1,7 @@
 """Agent replies reach Twilio's REST API (a local server speaking its wire format) correctly."""
 
 import pytest
-from django.test import override_settings
+from django.test import Client, override_settings
 
 from channels_inbound.models import Channel
 from contactcenter.tenancy import tenant_context
@@ -108,14 +108,49 @@ def test_each_tenant_sends_with_its_own_credentials(twilio, fake_twilio, acme_sm
     ]
 
 
-def test_a_reply_with_a_file_fails_visibly_rather_than_losing_the_file(twilio, fake_twilio, acme_sms, acme, acme_agent):
-    conversation = conversation_from_inbound(twilio, acme, inbound_sms())
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 24
+GIF = b"GIF89a" + b"\x00" * 24
+
+
+def reply_with_files_and_deliver(acme, conversation, author, body, files) -> Message:
     with tenant_context(acme):
-        message = message_send_reply(
-            conversation=conversation, author=acme_agent, body="Here it is", files=[("photo.png", b"\x89PNG\r\n\x1a\n" + b"0" * 16)]
-        )
+        message = message_send_reply(conversation=conversation, author=author, body=body, files=files)
         message_deliver(message=Message.objects.select_related("conversation__contact").get(pk=message.pk))
-        message.refresh_from_db()
+        return Message.objects.get(pk=message.pk)
+
+
+def test_a_reply_with_pictures_sends_a_media_url_per_file_that_serves_its_bytes(
+    twilio, fake_twilio, acme_sms, acme, acme_agent, settings
+):
+    settings.PUBLIC_BASE_URL = "http://testserver"  # where the test client (standing in for Twilio) fetches
+    conversation = conversation_from_inbound(twilio, acme, inbound_sms(sender="+15551230001", body="Label?"))
+    files = [("label.png", PNG), ("map.gif", GIF)]
+    message = reply_with_files_and_deliver(acme, conversation, acme_agent, "Here it is", files)
+
+    [sent] = fake_twilio.messages_sent()
+    assert (sent.field("To"), sent.field("From"), sent.field("Body")) == ("+15551230001", ACME_NUMBER, "Here it is")
+    assert len(sent.media_urls) == 2
+    assert all(url.startswith("http://testserver/attachments/public/") for url in sent.media_urls)
+    fetched = [Client().get(url.removeprefix("http://testserver")) for url in sent.media_urls]  # no session: as Twilio
+    assert [(r.status_code, r["Content-Type"], b"".join(r.streaming_content)) for r in fetched] == [
+        (200, "image/png", PNG),
+        (200, "image/gif", GIF),
+    ]
+    assert message.delivery_status == DeliveryStatus.SENT
+
+
+def test_a_reply_without_files_sends_no_media_url(twilio, fake_twilio, acme_sms, acme, acme_agent, settings):
+    settings.PUBLIC_BASE_URL = "http://testserver"
+    conversation = conversation_from_inbound(twilio, acme, inbound_sms())
+    reply_and_deliver(acme, conversation, acme_agent, "Just text")
+    [sent] = fake_twilio.messages_sent()
+    assert sent.media_urls == [] and "MediaUrl" not in sent.form
+
+
+def test_files_fail_visibly_when_twilio_could_not_fetch_them(twilio, fake_twilio, acme_sms, acme, acme_agent, settings):
+    settings.PUBLIC_BASE_URL = None  # no public address: Twilio cannot reach our files
+    conversation = conversation_from_inbound(twilio, acme, inbound_sms())
+    message = reply_with_files_and_deliver(acme, conversation, acme_agent, "Here it is", [("photo.png", PNG)])
     assert message.delivery_status == DeliveryStatus.FAILED
-    assert "files cannot be sent on sms yet" in message.error_reason
+    assert "PUBLIC_BASE_URL is not set" in message.error_reason
     assert fake_twilio.messages_sent() == []

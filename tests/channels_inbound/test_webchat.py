@@ -7,20 +7,31 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.core.management import call_command
+from django.db import transaction
 from django.test import Client
 
 from channels_inbound.models import Channel, ChannelEndpoint, InboundEvent, InboundOutcome, Provider
 from channels_inbound.webchat.consumers import TokenBucket
 from channels_inbound.webchat.protocol import MAX_BODY_CHARS, MAX_FRAME_CHARS
 from channels_inbound.webchat.selectors import queue_position
+from channels_inbound.webchat.services import webchat_queue_line_push
 from channels_inbound.webchat.tokens import visitor_token_issue
 from contactcenter import realtime
 from contactcenter.asgi import application
 from contactcenter.tenancy import dangerously_all_tenants, tenant_context
-from conversations.models import Attachment, ContactIdentity, Conversation, DeliveryStatus, Message
+from conversations.models import (
+    Attachment,
+    AttachmentRestriction,
+    ContactIdentity,
+    Conversation,
+    DeliveryStatus,
+    Message,
+)
 from conversations.services import message_deliver, message_send_reply
-from tasks.models import Queue, TaskKind, TaskPriority
-from tasks.services import task_create
+from tasks.models import Queue, Task, TaskKind, TaskPriority, TaskStatus
+from tasks.services import routing_run, task_claim, task_create, task_transition
+from tests.conversations.conftest import GroupListener
+from tests.tasks.routing_helpers import make_agent, waiting_task
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -400,6 +411,22 @@ def test_a_file_over_the_size_limit_is_refused(acme_widget, acme, media):
         assert not Message.objects.exists()
 
 
+def test_a_kind_of_file_the_admins_restrict_on_webchat_is_refused_with_their_reason(acme_widget, acme, media):
+    with tenant_context(acme):
+        AttachmentRestriction.objects.create(
+            tenant=acme, content_type="application/pdf", channel="webchat", reason="please paste the text instead"
+        )
+        AttachmentRestriction.objects.create(tenant=acme, content_type="image/*", channel="sms", reason="SMS only")
+    response = upload(acme_widget, b"%PDF-1.7\n" + bytes(64), name="order.pdf")
+    assert response.status_code == 400
+    assert response.json()["error"] == "“order.pdf” cannot be sent here: please paste the text instead"
+    with tenant_context(acme):
+        assert not Message.objects.exists() and not Attachment.objects.exists()
+        assert InboundEvent.objects.get().outcome == InboundOutcome.MALFORMED
+
+    assert upload(acme_widget, PNG, client_id="upload-0002").status_code == 200  # the image rule is SMS's only
+
+
 def test_uploads_check_the_key_the_origin_and_the_visitor_token(acme_widget, globex_widget, acme, globex, media):
     _, globex_token = visitor_token_issue(globex_widget)
     refused = {
@@ -469,6 +496,96 @@ async def test_the_welcome_tells_a_waiting_visitor_their_place_in_line(acme_widg
         assert await socket.receive_json_from(timeout=5) == {"type": "queue", "position": 1}
     finally:
         await socket.disconnect()
+
+
+async def next_places(*sockets) -> tuple:
+    """The place in line pushed to each socket, checking each got exactly one push."""
+    places = []
+    for socket in sockets:
+        frame = await socket.receive_json_from(timeout=5)
+        assert frame["type"] == "queue", frame
+        places.append(frame["position"])
+    for socket in sockets:
+        assert await socket.receive_nothing(timeout=0.3)
+    return tuple(places)
+
+
+@pytest.mark.usefixtures("close_sync_thread_connections")
+async def test_waiting_visitors_are_told_their_new_place_whenever_the_line_moves(acme_widget, acme, acme_agent):
+    first, _ = await visitor()
+    second, _ = await visitor()
+    try:
+        await say(first, "I was here first", client_id="first-visitor-01")
+        await say(second, "Me too", client_id="second-visitor-1")  # no queue yet: nobody waits in line
+
+        def line_up():  # both tasks in one transaction: one push each, not one per task
+            with tenant_context(acme), transaction.atomic():
+                queue = Queue.objects.create(tenant=acme, name="Website")
+                for conversation in Conversation.objects.order_by("pk"):
+                    task_create(kind=TaskKind.CONVERSATION, title="Webchat", conversation=conversation, queue=queue)
+                return queue
+
+        queue = await sync_to_async(line_up)()
+        assert await next_places(first, second) == (1, 2)
+
+        def urgent_sms_arrives():
+            with tenant_context(acme):
+                return waiting_task(queue, channel="sms", priority="urgent")
+
+        sms_task = await sync_to_async(urgent_sms_arrives)()
+        assert await next_places(first, second) == (2, 3)  # routing serves it first, so it goes ahead
+
+        def offered():  # an agent with room for webchat only: the first visitor's task is offered
+            with tenant_context(acme):
+                make_agent(acme, "acme-router", [queue], capacity={"sms": 0, "webchat": 1})
+                return routing_run(tenant_id=acme.pk)
+
+        assert len(await sync_to_async(offered)()) == 1
+        assert await next_places(first, second) == (None, 2)  # no longer waiting; the other moves up
+
+        def sms_canceled():
+            with tenant_context(acme):
+                task_transition(task=Task.objects.get(pk=sms_task.pk), to_status=TaskStatus.CANCELED, reason="Spam")
+
+        await sync_to_async(sms_canceled)()
+        assert await next_places(second) == (1,)
+        assert await first.receive_nothing(timeout=0.3)  # not in line: nothing to tell
+
+        def claimed():  # an agent takes the second visitor's chat from the line
+            with tenant_context(acme):
+                second_conversation = Conversation.objects.order_by("pk")[1]
+                task_claim(task=Task.objects.get(conversation=second_conversation), agent=acme_agent)
+
+        await sync_to_async(claimed)()
+        assert await next_places(second) == (None,)
+    finally:
+        await first.disconnect()
+        await second.disconnect()
+
+
+@pytest.fixture
+def third_visitor(acme):
+    """Listens to one visitor's group (channels-redis serves one GroupListener per layer instance)."""
+    listener = GroupListener(realtime.webchat_visitor_group(acme.pk, "c" * 22))
+    yield listener
+    listener.close()
+
+
+def test_telling_a_whole_line_takes_one_query(acme_widget, acme, django_assert_num_queries, third_visitor):
+    from conversations.services import contact_find_or_create, conversation_start
+
+    visitors = [letter * 22 for letter in "abcd"]
+    third = third_visitor
+    with tenant_context(acme):
+        queue = Queue.objects.create(tenant=acme, name="Website")
+        for visitor_id in visitors:
+            contact, _ = contact_find_or_create(kind="webchat", value=visitor_id)
+            conversation = conversation_start(contact=contact, channel="webchat")
+            task_create(kind=TaskKind.CONVERSATION, title="Webchat", conversation=conversation, queue=queue)
+        assert [m["data"] for m in third.receive_all()] == [{"position": 3}, {"position": 3}]  # arrivals 3 and 4
+        with django_assert_num_queries(1):
+            assert webchat_queue_line_push(queue_id=queue.pk) == 4
+    assert third.receive()["data"] == {"position": 3}
 
 
 # --- the demo page and seed -------------------------------------------------------------------

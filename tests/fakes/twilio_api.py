@@ -34,6 +34,11 @@ class RecordedRequest:
     def field(self, name: str) -> str:
         return self.form.get(name, [""])[0]
 
+    @property
+    def media_urls(self) -> list[str]:
+        """Every MediaUrl sent, in order: Twilio takes one parameter per file and fetches each URL."""
+        return self.form.get("MediaUrl", [])
+
 
 @dataclass
 class FakeTwilioApi:

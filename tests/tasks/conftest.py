@@ -13,6 +13,7 @@ from tests.conversations.conftest import (  # noqa: F401 - fixtures re-exported 
     support,
     world,
 )
+from tests.tasks.floor_day import acme_agent3, floor_day  # noqa: F401 - the fixed day of tests/tasks/test_metrics.py
 
 
 @pytest.fixture

@@ -1,0 +1,271 @@
+"""Benchmark 1, webhook ingest: signed Twilio inbound SMS at rising rates through the production server.
+
+    ./switchboard bench ingest                      # or: .venv/bin/python -m bench.ingest
+    ./switchboard bench ingest --quick              # a smoke run
+    .venv/bin/python -m bench.ingest --web-args="--workers 2"   # try another server configuration
+
+Seeds 10 tenants, each with a queue and a Twilio SMS number. A load client in a process of its own
+(bench.http_load) posts pre-signed webhooks at rising rates, each rate a step of --seconds: most from new
+senders (a new contact, conversation and task each), a quarter from senders who wrote before (a message
+in their open conversation), 1 % the same request again (Twilio retrying: a duplicate). The web process
+is the one `./switchboard run` starts (uvicorn serving contactcenter.asgi), with --web-args appended.
+
+Figures: the highest rate sustained with 0 errors (every answer 2xx, p99 under a second from when
+each request was due, so a server falling behind fails the step) and its p50/p99, next to the limit:
+the same rows inserted with plain psycopg, one transaction per message, with the same mix (the INSERT
+statements are captured from real webhook requests and replayed with fresh keys). Targets (issue 8):
+>= 1,000 msgs/s, p99 <= 50 ms, >= 25 % of the raw insert rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import random
+import re
+import threading
+import time
+
+from bench import harness
+from bench.harness import Figure, Stage, plain_conninfo, say
+
+TENANTS = 10
+REPEAT_SHARE = 0.25  # messages from a sender who wrote before
+DUPLICATE_SHARE = 0.01  # the same request again, as Twilio retries
+KEPT_UP_P99_MS = 1000.0
+TARGET_PER_S, TARGET_P99_MS, TARGET_SHARE_OF_RAW = 1000, 50.0, 0.25
+BODIES = ("Where is my order?", "Can I change the delivery address?", "My card was charged twice 😕",
+          "Do you ship to Canada?", "The app keeps logging me out.", "Please cancel my subscription.")  # fmt: skip
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rates", default="100,200,300,400,500,600,800,1000,1200,1500",
+                        help="messages/s of each step, rising; the run stops after the first failed step")  # fmt: skip
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each step")
+    parser.add_argument("--connections", type=int, default=32, help="most keep-alive connections of the client")
+    parser.add_argument("--raw-seconds", type=float, default=10.0, help="length of each raw-insert measurement")
+    parser.add_argument("--web-args", default="", help="extra arguments for the web server (uvicorn)")
+
+
+def measure(stage: Stage, options: argparse.Namespace) -> list[Figure]:
+    from bench.fixtures import tenants_with_sms
+
+    if options.quick:
+        options.rates, options.seconds, options.raw_seconds = "50,100,200", 3.0, 3.0
+    tenants = tenants_with_sms(TENANTS)
+    mix = capture_webhook_inserts(tenants[0])
+    say(f"a webhook from a new sender inserts into {', '.join(mix['new']['tables'])}; "
+        f"from a returning sender into {', '.join(mix['repeat']['tables'])}")  # fmt: skip
+
+    raw = {writers: raw_insert_rate(mix, writers=writers, seconds=options.raw_seconds) for writers in (1, 2)}
+    for writers, rate in raw.items():
+        say(f"raw limit: plain psycopg, {writers} connection(s), one transaction per message: {rate:,.0f} msgs/s")
+    raw_limit = max(raw.values())
+
+    web = stage.start_web(options.web_args.split())
+    rates = [float(r) for r in options.rates.split(",")]
+    count = int(sum(rates) * options.seconds * 1.05) + 1000
+    requests_file = stage.workdir / "requests.jsonl"
+    write_requests(requests_file, tenants, web.url, count)
+    say(f"web: {' '.join(web.argv[1:])}")
+    result = stage.run_client("bench.http_load", [
+        "--url", web.url + "/webhooks/twilio/messaging", "--requests", str(requests_file), "--rates", options.rates,
+        "--seconds", str(options.seconds), "--connections", str(options.connections), "--stop-when-behind",
+    ])  # fmt: skip
+    best = None
+    for step in result["steps"]:
+        passed = kept_up(step)
+        say(f"{step['rate']:6.0f}/s offered: {step['achieved_per_s']:7.1f}/s answered 2xx, statuses {step['statuses']}, "
+            f"errors {step['errors']}, p50 {step['p50_ms']:.1f} ms, p99 {step['p99_ms']:.1f} ms, max {step['max_ms']:.0f} ms, "
+            f"{step['connections']} connections {'' if passed else ' <- not sustained'}")  # fmt: skip
+        if step["errors"]:
+            say(f"    errors: {step['error_samples']}")
+        if passed:
+            best = step
+    say(f"load client used {result['client_cpu_s']:.1f} s of CPU in {result['wall_s']:.0f} s")
+    web.check_alive()
+    errors_in_log = re.findall(r"^(?:ERROR|CRITICAL).*$", web.log(), re.MULTILINE)
+    if errors_in_log:
+        say(f"the web server logged {len(errors_in_log)} errors, first: {errors_in_log[0][:300]}")
+
+    sustained = best["rate"] if best else 0.0
+    nan = float("nan")
+    return [
+        Figure("ingest: sustained msgs/s with 0 errors", sustained, "msgs/s", raw_limit,
+               "same rows, plain psycopg, 1 txn/msg", target=TARGET_PER_S, ratio_target=TARGET_SHARE_OF_RAW),
+        Figure("ingest: p50 at the sustained rate", best["p50_ms"] if best else nan, "ms"),
+        Figure("ingest: p99 at the sustained rate", best["p99_ms"] if best else nan, "ms",
+               target=TARGET_P99_MS, higher_is_better=False),
+        Figure("ingest: peak msgs/s answered (any step)", max(s["achieved_per_s"] for s in result["steps"]), "msgs/s",
+               raw_limit, "same rows, plain psycopg, 1 txn/msg"),
+    ]  # fmt: skip
+
+
+def kept_up(step: dict) -> bool:
+    """0 errors, every answer 2xx, and p99 within a second of when requests were due (no growing backlog)."""
+    return (
+        step["errors"] == 0
+        and step["ok"] == step["count"]
+        and step["p99_ms"] <= KEPT_UP_P99_MS
+        and step["achieved_per_s"] >= 0.9 * step["rate"]
+    )
+
+
+def write_requests(path, tenants, base_url: str, count: int, seed: int = 8) -> None:
+    """`count` signed webhooks: new senders, returning senders (REPEAT_SHARE) and retries (DUPLICATE_SHARE)."""
+    from bench.fixtures import signed_sms
+
+    rng = random.Random(seed)
+    seen: list[tuple[int, str]] = []
+    sent: list[dict] = []
+    with open(path, "w") as file:
+        for n in range(count):
+            roll = rng.random()
+            if sent and roll < DUPLICATE_SHARE:
+                item = rng.choice(sent[-200:])
+            else:
+                if seen and roll < DUPLICATE_SHARE + REPEAT_SHARE:
+                    k, sender = rng.choice(seen[-5000:])
+                else:
+                    k, sender = rng.randrange(len(tenants)), f"+1555{n:07d}"
+                    seen.append((k, sender))
+                item = signed_sms(tenants[k], base_url=base_url, sender=sender, body=rng.choice(BODIES))
+                sent.append(item)
+            file.write(
+                json.dumps({"body": item["body"], "headers": item["headers"], "key": item["fields"]["From"]}) + "\n"
+            )
+
+
+# --- the raw limit: the same INSERTs with plain psycopg -------------------------------------------------
+
+
+def capture_webhook_inserts(t) -> dict:
+    """Post one webhook from a new sender and one from a returning sender through Django's test client
+    (in this process, same code and settings), capturing the INSERT statements each executes."""
+    from django.db import connection
+    from django.test import Client
+
+    from bench.fixtures import signed_sms
+
+    client = Client(HTTP_HOST="127.0.0.1")
+    mix = {}
+    sender = "+15559990000"
+    for kind in ("new", "repeat"):
+        request = signed_sms(t, base_url="http://127.0.0.1", sender=sender, body="Where is my order?")
+        statements: list[tuple[str, tuple]] = []
+
+        def capture(execute, sql, params, many, context, statements=statements):
+            if sql.lstrip().upper().startswith("INSERT"):
+                statements.append((sql, tuple(params or ())))
+            return execute(sql, params, many, context)
+
+        with connection.execute_wrapper(capture):
+            response = client.post(
+                "/webhooks/twilio/messaging", request["body"], content_type="application/x-www-form-urlencoded",
+                headers=request["headers"],
+            )  # fmt: skip
+        if response.status_code != 200:
+            raise RuntimeError(f"the captured webhook answered {response.status_code}: {response.content[:300]!r}")
+        mix[kind] = {
+            "statements": statements,
+            "tables": [re.search(r'INSERT INTO "(\w+)"', sql).group(1) for sql, _ in statements],
+            "sender": sender,
+            "sid": request["fields"]["MessageSid"],
+        }
+    return mix
+
+
+def _foreign_keys() -> dict[str, dict[str, str]]:
+    """table → {column → the table it references}, from the models."""
+    from django.apps import apps
+
+    keys: dict[str, dict[str, str]] = {}
+    for model in apps.get_models():
+        for f in model._meta.concrete_fields:
+            if f.is_relation and f.related_model is not None:
+                keys.setdefault(model._meta.db_table, {})[f.column] = f.related_model._meta.db_table
+    return keys
+
+
+def _columns(sql: str) -> list[str]:
+    return re.findall(r'"(\w+)"', sql.split("VALUES")[0])[1:]
+
+
+def raw_insert_rate(mix: dict, *, writers: int, seconds: float) -> float:
+    """Messages/s when each message's INSERTs (as captured, keys made fresh) run with plain psycopg, one
+    transaction per message, on `writers` connections at once; the same new/returning mix as the load."""
+    import psycopg
+    from psycopg.types.json import Jsonb
+
+    conninfo = plain_conninfo()
+    references = _foreign_keys()
+    run = random.randrange(36**3)  # keeps this call's keys apart from an earlier call's
+    counts = [0] * writers
+    stop = threading.Event()
+
+    def fresh(value, replacements: dict[str, str]):
+        if isinstance(value, str):
+            for old, new in replacements.items():
+                value = value.replace(old, new)
+            return value
+        if isinstance(value, Jsonb):
+            return Jsonb(json.loads(fresh(json.dumps(value.obj), replacements)))
+        return value
+
+    failures: list[Exception] = []
+
+    def write(index: int) -> None:
+        try:
+            write_until_stopped(index)
+        except Exception as error:  # noqa: BLE001 - re-raised in the caller's thread below
+            failures.append(error)
+            stop.set()
+
+    def write_until_stopped(index: int) -> None:
+        rng = random.Random(index)
+        unique = itertools.count()
+        with psycopg.connect(conninfo) as connection:
+            n = 0
+            while not stop.is_set():
+                kind = "repeat" if rng.random() < REPEAT_SHARE else "new"
+                captured = mix[kind]
+                n += 1
+                replacements = {
+                    captured["sender"]: f"+16{run:06d}{index}{n:06d}",
+                    captured["sid"]: f"SM{run:06x}{index:02d}{n:024x}",
+                }
+                new_ids: dict[str, int] = {}
+                with connection.transaction():
+                    for sql, params in captured["statements"]:
+                        table = re.search(r'INSERT INTO "(\w+)"', sql).group(1)
+                        values = []
+                        for column, value in zip(_columns(sql), params, strict=True):
+                            if column == "public_id":
+                                value = f"r{run:05x}{index}{next(unique):09x}"
+                            elif (target := references.get(table, {}).get(column)) in new_ids:
+                                value = new_ids[target]
+                            values.append(fresh(value, replacements))
+                        row = connection.execute(sql, values).fetchone() if "RETURNING" in sql else None
+                        if row:
+                            new_ids[table] = row[0]
+                counts[index] += 1
+
+    threads = [threading.Thread(target=write, args=(i,), daemon=True) for i in range(writers)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.0)  # warm up, then count
+    before, started = sum(counts), time.monotonic()
+    time.sleep(seconds)
+    rate = (sum(counts) - before) / (time.monotonic() - started)
+    stop.set()
+    for thread in threads:
+        thread.join(30)
+    if failures:
+        raise RuntimeError("a raw writer failed") from failures[0]
+    return rate
+
+
+if __name__ == "__main__":
+    raise SystemExit(harness.main("ingest", "Webhook ingest: signed Twilio SMS through the production server",
+                                  measure, add_arguments))  # fmt: skip

@@ -1,0 +1,391 @@
+"""What the agent desktop shows, read in a fixed number of queries whatever the agent holds.
+
+Every function runs inside the current tenant (the scoped managers) and reads; nothing here writes.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import chain
+
+from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
+
+from channels_inbound.models import Channel
+from contactcenter.models import Membership
+from contactcenter.tenancy import get_in_tenant_or_404
+from conversations.identities import IDENTITY_KINDS_OF_OUTBOUND_CHANNEL
+from conversations.models import (
+    Activity,
+    Attachment,
+    Contact,
+    ContactIdentity,
+    Conversation,
+    Message,
+    ReplyTemplate,
+)
+from tasks import routing
+from tasks.models import (
+    AgentState,
+    AgentStatus,
+    BreakReason,
+    Offer,
+    OfferStatus,
+    Queue,
+    Task,
+    TaskKind,
+    TaskStatus,
+    Team,
+)
+from tasks.selectors import agent_loads, dispositions_for_queue
+
+CHANNEL_SYMBOLS = {
+    "sms": "💬",
+    "whatsapp": "🟢",
+    "messenger": "🔵",
+    "webchat": "🌐",
+    "email": "✉️",
+    "voice": "📞",
+    "fax": "📠",
+}
+
+
+def _last_message_preview(conversation_path: str = "conversation"):
+    return Subquery(
+        Message.objects.filter(conversation=OuterRef(conversation_path))
+        .order_by("-created_at", "-id")
+        .values("body")[:1]
+    )
+
+
+def _identities(conversation_path: str = "conversation") -> Prefetch:
+    """A contact without a name shows how they reached us, so lists prefetch identities."""
+    return Prefetch(
+        f"{conversation_path}__contact__identities",
+        queryset=ContactIdentity.objects.order_by("id"),
+    )
+
+
+def _conversation_tasks(queryset: QuerySet[Task]) -> QuerySet[Task]:
+    return (
+        queryset.select_related("queue", "conversation__contact")
+        .prefetch_related(_identities())
+        .annotate(preview=_last_message_preview())
+    )
+
+
+@dataclass
+class AgentBar:
+    """The header: status, break reasons, the queues served and load against capacity."""
+
+    state: AgentState
+    break_reasons: list[BreakReason]
+    queues: list[Queue]
+    served_queue_ids: set[int]
+    load: list[tuple[str, int, int]]  # (channel, active, capacity)
+
+
+@dataclass
+class TaskList:
+    offers: list[Offer]
+    tasks: list[Task]
+    picks: list[Task] = field(default_factory=list)
+
+
+def agent_bar(membership: Membership) -> AgentBar:
+    state = AgentState.objects.filter(membership=membership).select_related("break_reason").first() or AgentState(
+        membership=membership,
+        tenant_id=membership.tenant_id,
+        status=AgentStatus.OFFLINE,
+    )
+    allowed = set(state.allowed_queues.values_list("pk", flat=True)) if state.pk else set()
+    served = set(state.served_queues.values_list("pk", flat=True)) if state.pk else set()
+    queues = [q for q in Queue.objects.order_by("name") if not allowed or q.pk in allowed]
+    loads, _ = agent_loads([membership.pk])
+    active = loads.get(membership.pk, {})
+    capacity = {**routing.DEFAULT_CAPACITY, **(state.capacity or {})}
+    served_channels = {channel for q in queues if q.pk in served for channel in q.channels}
+    channels = sorted((served_channels | set(active)) & set(capacity))
+    load = [(channel, active.get(channel, 0), int(capacity[channel])) for channel in channels]
+    return AgentBar(
+        state=state,
+        break_reasons=list(BreakReason.objects.filter(is_active=True)),
+        queues=queues,
+        served_queue_ids=served,
+        load=load,
+    )
+
+
+def agent_task_list(membership: Membership) -> TaskList:
+    """Offers waiting for the agent's answer, the tasks they hold (conversations and To Do items),
+    and the tasks they may pick from pick-mode queues they serve."""
+    offers = list(
+        Offer.objects.filter(agent=membership, status=OfferStatus.PENDING)
+        .select_related("task__queue", "task__conversation__contact")
+        .prefetch_related(_identities("task__conversation"))
+        .annotate(preview=_last_message_preview("task__conversation"))
+        .order_by("expires_at", "pk")
+    )
+    held = Task.objects.filter(
+        assignee=membership,
+        status__in=(TaskStatus.PENDING, TaskStatus.ASSIGNED, TaskStatus.WRAPPING),
+    ).exclude(kind=TaskKind.CONVERSATION, status=TaskStatus.PENDING)
+    served = AgentState.objects.filter(membership=membership).values("served_queues")
+    pickable = Task.objects.filter(
+        status=TaskStatus.PENDING,
+        kind=TaskKind.CONVERSATION,
+        queue__pick_mode=True,
+        queue__in=served,
+    )
+    return TaskList(
+        offers=offers,
+        tasks=list(_conversation_tasks(held).order_by("created_at", "pk")),
+        picks=list(_conversation_tasks(pickable).order_by("created_at", "pk")[:50]),
+    )
+
+
+def unassigned_tasks(limit: int = 50) -> QuerySet[Task]:
+    """Conversation tasks nobody holds yet, oldest first, for the Unassigned view."""
+    unassigned = Task.objects.filter(kind=TaskKind.CONVERSATION, status=TaskStatus.PENDING, assignee__isnull=True)
+    return _conversation_tasks(unassigned).order_by("created_at", "pk")[:limit]
+
+
+@dataclass
+class HistoryEntry:
+    """One line of a conversation's history: a message, an internal note or an activity line."""
+
+    kind: str  # "message" | "note" | "activity"
+    at: datetime
+    item: object
+
+
+@dataclass
+class ConversationPane:
+    conversation: Conversation
+    history: list[HistoryEntry]
+    earlier_before: datetime | None
+    task: Task | None
+    dispositions: list
+    templates: list[ReplyTemplate]
+    recent: list[Conversation]
+    can_reply: bool
+
+
+HISTORY_WINDOW = 100
+REPLYABLE_STATUSES = ("new", "open", "assigned", "in_progress", "pending")
+# Activity lines that say something a reader of the chat needs; message and note rows show themselves.
+HISTORY_ACTIVITY_KINDS = (
+    "status",
+    "assignment",
+    "priority",
+    "transfer",
+    "merge",
+    "split",
+    "tags",
+    "sla",
+    "escalation",
+)
+
+
+def conversation_pane(
+    conversation: Conversation, membership: Membership, with_history: bool = True
+) -> ConversationPane:
+    """Everything the middle and right columns show for one conversation, in a fixed number of queries."""
+    history, earlier_before = _history(conversation) if with_history else ([], None)
+    task = (
+        Task.objects.filter(conversation=conversation, kind=TaskKind.CONVERSATION)
+        .exclude(status__in=(TaskStatus.COMPLETED, TaskStatus.CANCELED))
+        .select_related("queue", "disposition")
+        .order_by("-created_at")
+        .first()
+    ) or (
+        Task.objects.filter(conversation=conversation, kind=TaskKind.CONVERSATION, assignee=membership)
+        .select_related("queue", "disposition")
+        .order_by("-created_at")
+        .first()
+    )
+    recent = list(
+        Conversation.objects.filter(contact_id=conversation.contact_id)
+        .exclude(pk=conversation.pk)
+        .order_by("-created_at")[:5]
+    )
+    return ConversationPane(
+        conversation=conversation,
+        history=history,
+        earlier_before=earlier_before,
+        task=task,
+        dispositions=list(dispositions_for_queue(task.queue if task else None)),
+        templates=reply_templates(),
+        recent=recent,
+        can_reply=conversation.assignee_id == membership.pk and conversation.status in REPLYABLE_STATUSES,
+    )
+
+
+def reply_templates() -> list[ReplyTemplate]:
+    return list(ReplyTemplate.objects.filter(is_active=True).order_by("shortcut"))
+
+
+def _history(conversation: Conversation, before: datetime | None = None) -> tuple[list[HistoryEntry], datetime | None]:
+    """The newest HISTORY_WINDOW messages (before `before`, when given) with the notes and activity
+    lines of the same stretch, oldest first; and, when older messages exist, the time to ask
+    "Show earlier" for. A long history costs the same to open as a short one."""
+    messages = Message.objects.filter(conversation=conversation)
+    notes = conversation.notes.all()
+    activity = Activity.objects.filter(conversation=conversation, kind__in=HISTORY_ACTIVITY_KINDS)
+    if before is not None:
+        messages, notes, activity = (rows.filter(created_at__lt=before) for rows in (messages, notes, activity))
+    newest = list(messages.select_related("author__user").order_by("-created_at", "-id")[: HISTORY_WINDOW + 1])
+    shown = newest[:HISTORY_WINDOW][::-1]
+    earlier_before = shown[0].created_at if len(newest) > HISTORY_WINDOW else None
+    if earlier_before is not None:
+        notes, activity = notes.filter(created_at__gte=earlier_before), activity.filter(created_at__gte=earlier_before)
+    attach_files(shown)
+    entries = sorted(
+        chain(
+            (HistoryEntry("message", m.created_at, m) for m in shown),
+            (
+                HistoryEntry("note", n.created_at, n)
+                for n in notes.select_related("author__user").order_by("created_at", "id")
+            ),
+            (
+                HistoryEntry("activity", a.created_at, a)
+                for a in activity.select_related("actor__user").order_by("created_at", "id")
+            ),
+        ),
+        key=lambda entry: entry.at,
+    )
+    return entries, earlier_before
+
+
+def conversation_history_before(
+    conversation: Conversation, before: datetime
+) -> tuple[list[HistoryEntry], datetime | None]:
+    """The stretch of history before `before`, for "Show earlier messages"."""
+    return _history(conversation, before)
+
+
+def attach_files(messages: list[Message]) -> list[Message]:
+    """Give each message its attachments as `files`, in one query for all of them.
+
+    Not prefetch_related: it builds a related manager per message, which on a 500-message history
+    cost more than rendering it."""
+    files: dict[int, list[Attachment]] = defaultdict(list)
+    for attachment in Attachment.objects.filter(message_id__in=[m.pk for m in messages]).order_by("created_at", "id"):
+        files[attachment.message_id].append(attachment)
+    for message in messages:
+        message.files = files.get(message.pk, [])
+    return messages
+
+
+def conversation_for_pane(public_id: str) -> Conversation:
+    """The conversation an agent opens, inside the current tenant (404 for another tenant's)."""
+    return get_in_tenant_or_404(
+        Conversation.objects.select_related("contact", "assignee__user").prefetch_related(
+            Prefetch("contact__identities", queryset=ContactIdentity.objects.order_by("id"))
+        ),
+        public_id=public_id,
+    )
+
+
+# --- the context column (right of a conversation pane) and the contact page ----------------------
+# The column itself reads nothing of its own: it shows the pane's conversation, contact and history.
+# The quick actions that need lists (staff, queues, conversations, messages) read them here when
+# their disclosure is opened.
+
+CONTACT_PAGE_CONVERSATIONS = 20
+SPLIT_MESSAGES_SHOWN = 100
+MERGEABLE_STATUSES = ("new", "open", "assigned", "in_progress", "pending", "resolved")
+
+
+@dataclass
+class ContactPage:
+    contact: Contact
+    conversations: list[Conversation]  # newest first, each with `preview` (its last message)
+
+
+def contact_page(public_id: str) -> ContactPage:
+    """A contact of the current tenant (404 otherwise) with their identities and latest
+    conversations, each with its last message and agent: three queries whatever they hold."""
+    contact = get_in_tenant_or_404(
+        Contact.objects.prefetch_related(Prefetch("identities", queryset=ContactIdentity.objects.order_by("id"))),
+        public_id=public_id,
+    )
+    conversations = (
+        Conversation.objects.filter(contact=contact)
+        .select_related("assignee__user")
+        .annotate(preview=_last_message_preview("pk"))
+        .order_by("-created_at", "-pk")[:CONTACT_PAGE_CONVERSATIONS]
+    )
+    return ContactPage(contact=contact, conversations=list(conversations))
+
+
+def staff_to_choose() -> tuple[list[Membership], list[Team]]:
+    """Active members and the teams, by name, for the assign, transfer and follow-up forms."""
+    members = Membership.objects.filter(is_active=True).select_related("user").order_by("user__username")
+    return list(members), list(Team.objects.order_by("name"))
+
+
+def queues_to_choose() -> list[Queue]:
+    return list(Queue.objects.order_by("name"))
+
+
+def merge_candidates(conversation: Conversation) -> list[Conversation]:
+    """The contact's other conversations that could be merged into this one (live or resolved,
+    not merged already), newest first, with their last message and agent."""
+    return list(
+        Conversation.objects.filter(contact_id=conversation.contact_id, merged_into=None, status__in=MERGEABLE_STATUSES)
+        .exclude(pk=conversation.pk)
+        .select_related("assignee__user")
+        .annotate(preview=_last_message_preview("pk"))
+        .order_by("-created_at", "-pk")[:CONTACT_PAGE_CONVERSATIONS]
+    )
+
+
+def split_candidates(conversation: Conversation) -> list[Message]:
+    """The conversation's latest messages, oldest first, to choose from when splitting it."""
+    latest = list(
+        Message.objects.filter(conversation=conversation).order_by("-created_at", "-id")[:SPLIT_MESSAGES_SHOWN]
+    )
+    return latest[::-1]
+
+
+def outbound_channels(contact: Contact) -> list[tuple[str, str]]:
+    """(channel, label) an agent can write to `contact` on first: those its identities reach.
+    Uses the contact's prefetched identities when the caller loaded them."""
+    kinds = {identity.kind for identity in contact.identities.all()}
+    return [
+        (channel, label)
+        for channel, label in Channel.choices
+        if kinds.intersection(IDENTITY_KINDS_OF_OUTBOUND_CHANNEL.get(channel, ()))
+    ]
+
+
+def conversation_waiting_task(conversation: Conversation) -> Task | None:
+    """The conversation's task waiting for an agent (pending or reserved, nobody holding it), if any."""
+    return (
+        Task.objects.filter(
+            conversation=conversation,
+            kind=TaskKind.CONVERSATION,
+            status__in=(TaskStatus.PENDING, TaskStatus.RESERVED),
+            assignee__isnull=True,
+        )
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+
+
+def members_named(usernames: list[str]) -> list[Membership]:
+    """The active members of the current tenant with these usernames (whom a note's @mentions reach)."""
+    if not usernames:
+        return []
+    return list(Membership.objects.filter(user__username__in=usernames, is_active=True).select_related("user"))
+
+
+def conversation_queue_id(conversation: Conversation) -> int | None:
+    """The queue of the conversation's latest conversation task: where writing to its contact again
+    is queued unless the agent chooses another."""
+    return (
+        Task.objects.filter(conversation=conversation, kind=TaskKind.CONVERSATION)
+        .order_by("-created_at", "-pk")
+        .values_list("queue_id", flat=True)
+        .first()
+    )
