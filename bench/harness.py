@@ -2,7 +2,7 @@
 
 A benchmark is one function, `measure(stage, options) -> list[Figure]`, handed to `main()`:
 
-- `main` gives it a `Stage`: a database of its own (`sb_bench_<name>` on the server DATABASE_URL names,
+- `main` gives it a `Stage`: a database of its own (`sb_bench_<name>_<run id>` on the server DATABASE_URL names,
   created, migrated, dropped at the end), Redis keys under a prefix of its own (deleted at the end), a
   Celery queue of its own, production settings (DEBUG off), and the product's processes started exactly
   as `./switchboard run` starts them (`contactcenter.launcher.run_processes`), on request;
@@ -213,7 +213,7 @@ class Stage:
         self.name = name
         self.run_id = secrets.token_hex(3)
         self.prefix = f"sb-bench-{self.run_id}"
-        self.database = "sb_bench_" + re.sub(r"\W", "_", name)
+        self.database = f"sb_bench_{re.sub(r'\W', '_', name)}_{self.run_id}"  # two runs at once never share one
         self.workdir = Path(tempfile.mkdtemp(prefix=f"sb-bench-{name}-"))
         self.processes: list[Process] = []
         self.server_url = _required("DATABASE_URL")

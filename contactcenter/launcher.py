@@ -661,7 +661,7 @@ def _run_in_foreground(session: Session, argv: list[str]) -> int:
 
 def command_bench(bench_args: list[str]) -> int:
     """Run the benchmarks (`python -m bench`, see bench/README.md) on the engines the test command
-    would use; each benchmark creates and drops a database of its own (sb_bench_<name>)."""
+    would use; each benchmark creates and drops a database of its own (sb_bench_<name>_<run id>)."""
     with Session("bench") as session:
         os.environ.update(resolve_engines(session, state_dir() / "bench", try_local_defaults=True))
         os.environ["PYTHONUNBUFFERED"] = "1"

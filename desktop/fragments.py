@@ -66,7 +66,7 @@ def conversation_pane(conversation: Conversation, membership: Membership, *, oob
 
 def conversation_actions(conversation: Conversation, membership: Membership, *, oob: bool = False) -> str:
     pane = selectors.conversation_pane(conversation, membership, with_history=False)
-    return _render("actions.html", membership, pane=pane, c=conversation, oob=oob)
+    return _with_digest(_render("actions.html", membership, pane=pane, c=conversation, oob=oob))
 
 
 def conversation_refresh(conversation: Conversation, membership: Membership) -> str:
@@ -74,7 +74,7 @@ def conversation_refresh(conversation: Conversation, membership: Membership) -> 
     its draft alone."""
     pane = selectors.conversation_pane(conversation, membership)
     return "".join(
-        _render(template, membership, pane=pane, c=conversation, oob=True)
+        _with_digest(_render(template, membership, pane=pane, c=conversation, oob=True))
         for template in ("pane_state.html", "history.html", "actions.html", "context.html")
     )
 

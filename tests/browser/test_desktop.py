@@ -161,9 +161,10 @@ def test_an_agent_takes_declines_answers_and_wraps_up_work_as_it_arrives(page, a
 
     # End chat, wrap up with a disposition, Complete.
     page.get_by_role("button", name="End chat").click()
-    page.get_by_label(re.compile("Disposition")).select_option(label="Resolved")
-    page.get_by_label("Notes").fill("Refund sent")
-    page.get_by_role("button", name="Complete").click()
+    wrap_up = page.get_by_role("form", name="Wrap-up")
+    wrap_up.get_by_label(re.compile("Disposition")).select_option(label="Resolved")
+    wrap_up.get_by_label("Notes").fill("Refund sent")
+    wrap_up.get_by_role("button", name="Complete").click()
     expect(page.get_by_text("✓ Handled · Resolved")).to_be_visible()
 
     # The offer nobody answers times out and leaves the agent's list by itself.
