@@ -41,8 +41,8 @@ def main(argv: list[str]) -> int:
         for name, (module, what) in BENCHMARKS.items():
             print(f"  {name:<15} {what}  ({module})")
         return 0
-    names = [a for a in argv if not a.startswith("-")]
-    options = [a for a in argv if a.startswith("-")]
+    first_option = next((i for i, a in enumerate(argv) if a.startswith("-")), len(argv))
+    names, options = argv[:first_option], argv[first_option:]  # names first, then options for each benchmark
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         print(f"bench: unknown benchmark {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}", file=sys.stderr)

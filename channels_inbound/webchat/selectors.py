@@ -96,6 +96,15 @@ def _with_routing_order(tasks):
     )
 
 
+def webchat_tasks_in_line(*, queue_id: int, task_ids=()) -> bool:
+    """Whether a webchat conversation waits in the queue, or is among `task_ids` (just left it)."""
+    return (
+        Task.objects.filter(queue_id=queue_id, kind=TaskKind.CONVERSATION, channel=Channel.WEBCHAT)
+        .filter(Q(status=TaskStatus.PENDING) | Q(pk__in=list(task_ids)))
+        .exists()
+    )
+
+
 def queue_line_visitors(*, queue_id: int, task_ids=()) -> list[tuple[str, int | None]]:
     """(visitor id, place in line) of every webchat visitor waiting in the queue, the way
     queue_position counts (routing's order over all pending conversation tasks of the queue, whatever

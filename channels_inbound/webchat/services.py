@@ -8,7 +8,12 @@ from django.db import connection, transaction
 from channels_inbound.models import Channel, ChannelEndpoint
 from channels_inbound.services import inbound_conversation_route
 from channels_inbound.webchat.protocol import message_frame, provider_message_id_of
-from channels_inbound.webchat.selectors import queue_line_visitors, queue_position, visitor_ids_of
+from channels_inbound.webchat.selectors import (
+    queue_line_visitors,
+    queue_position,
+    visitor_ids_of,
+    webchat_tasks_in_line,
+)
 from contactcenter import realtime
 from contactcenter.tenancy import current_tenant_id, tenant_context
 from conversations.files import restriction_check
@@ -103,8 +108,11 @@ def webchat_queue_line_changed(*, tenant_id: int, queue_id: int, task_id: int) -
 def webchat_queue_line_push(*, queue_id: int, task_ids=()) -> int:
     """Push every webchat visitor waiting in the queue their place in line, and null (no longer
     waiting) to the visitors of `task_ids` that left it. Runs inside the queue's tenant; one query
-    (queue_line_visitors). Returns how many visitors it told."""
+    when no webchat task is in the line or leaving it, else two (then queue_line_visitors). Returns
+    how many visitors it told."""
     tenant_id = current_tenant_id()
+    if not webchat_tasks_in_line(queue_id=queue_id, task_ids=task_ids):
+        return 0  # nobody to tell: most lines (SMS, voice, email) never pay for reading the whole queue
     line = queue_line_visitors(queue_id=queue_id, task_ids=task_ids)
     for visitor_id, position in line:
         realtime.push_to_webchat_visitor(tenant_id, visitor_id, event="queue", data={"position": position})

@@ -571,7 +571,7 @@ def third_visitor(acme):
     listener.close()
 
 
-def test_telling_a_whole_line_takes_one_query(acme_widget, acme, django_assert_num_queries, third_visitor):
+def test_telling_a_whole_line_takes_two_queries(acme_widget, acme, django_assert_num_queries, third_visitor):
     from conversations.services import contact_find_or_create, conversation_start
 
     visitors = [letter * 22 for letter in "abcd"]
@@ -583,9 +583,21 @@ def test_telling_a_whole_line_takes_one_query(acme_widget, acme, django_assert_n
             conversation = conversation_start(contact=contact, channel="webchat")
             task_create(kind=TaskKind.CONVERSATION, title="Webchat", conversation=conversation, queue=queue)
         assert [m["data"] for m in third.receive_all()] == [{"position": 3}, {"position": 3}]  # arrivals 3 and 4
-        with django_assert_num_queries(1):
+        with django_assert_num_queries(2):  # is a webchat visitor waiting? then the whole line at once
             assert webchat_queue_line_push(queue_id=queue.pk) == 4
     assert third.receive()["data"] == {"position": 3}
+
+
+def test_a_line_without_webchat_visitors_costs_one_small_query(acme, django_assert_num_queries):
+    from conversations.services import contact_find_or_create, conversation_start
+
+    with tenant_context(acme):
+        queue = Queue.objects.create(tenant=acme, name="Phones")
+        contact, _ = contact_find_or_create(kind="phone", value="+15551234567")
+        conversation = conversation_start(contact=contact, channel="sms")
+        task_create(kind=TaskKind.CONVERSATION, title="SMS", conversation=conversation, queue=queue)
+        with django_assert_num_queries(1):
+            assert webchat_queue_line_push(queue_id=queue.pk) == 0
 
 
 # --- the demo page and seed -------------------------------------------------------------------
