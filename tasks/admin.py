@@ -65,7 +65,8 @@ class QueueForm(forms.ModelForm):
         fields = "__all__"
         help_texts = {
             "business_hours": "Per weekday (0 Monday … 6 Sunday), open spans in the organisation's time zone, "
-            'for example {"0": [["09:00", "17:30"]], "5": [["10:00", "14:00"]]}. Empty: always open.',
+            'for example {"0": [["09:00", "17:30"]], "5": [["10:00", "14:00"]], "holidays": ["2026-12-25"]} '
+            "(closed all day on the holidays). Empty: always open.",
         }
 
     def clean_business_hours(self):

@@ -2,13 +2,15 @@
 
 Pure functions over plain data: a queue's business hours are a dict of weekday ("0" = Monday …
 "6" = Sunday) to a list of ["HH:MM", "HH:MM"] spans in the tenant's time zone ("24:00" ends a
-day); an empty dict means always open. A first-response target of four business hours asked at
+day); an empty dict means always open. An optional "holidays" entry lists dates ("2026-12-25")
+on which the queue is closed all day. A first-response target of four business hours asked at
 17:00 on a Friday with 9–18 hours is due at 12:00 on Monday.
 """
 
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+HOLIDAYS = "holidays"
 # How far ahead we look for open hours before deciding the calendar can never satisfy a target.
 LOOKAHEAD_DAYS = 400
 
@@ -21,6 +23,8 @@ def parse_business_hours(business_hours: dict) -> dict[int, list[tuple[time, tim
     """Validated spans per weekday; an end of None means midnight at the end of the day."""
     spans: dict[int, list[tuple[time, time | None]]] = {}
     for key, day_spans in business_hours.items():
+        if key == HOLIDAYS:
+            continue
         if key not in {str(day) for day in range(7)}:
             raise InvalidBusinessHours(f"weekday {key!r} must be 0 (Monday) to 6 (Sunday)")
         parsed = []
@@ -36,9 +40,21 @@ def parse_business_hours(business_hours: dict) -> dict[int, list[tuple[time, tim
             if previous_end is None or previous_end > next_start:
                 raise InvalidBusinessHours(f"weekday {key}: spans overlap")
         spans[int(key)] = parsed
-    if business_hours and not any(spans.values()):
+    if spans and not any(spans.values()):
         raise InvalidBusinessHours("business hours name no open time at all; leave them empty for always open")
+    parse_holidays(business_hours)
     return spans
+
+
+def parse_holidays(business_hours: dict) -> frozenset[date]:
+    """The dates the queue is closed all day (the "holidays" entry, ISO dates)."""
+    listed = business_hours.get(HOLIDAYS, [])
+    if not isinstance(listed, list):
+        raise InvalidBusinessHours('holidays are a list of dates like ["2026-12-25"]')
+    try:
+        return frozenset(date.fromisoformat(str(day)) for day in listed)
+    except ValueError:
+        raise InvalidBusinessHours('each holiday is a date like "2026-12-25"') from None
 
 
 def _parse_clock(text: str) -> time | None:
@@ -56,15 +72,17 @@ def business_time_add(*, start: datetime, seconds: float, business_hours: dict, 
     """The moment `seconds` of open time have passed after `start` (UTC in, UTC out)."""
     if seconds < 0:
         raise ValueError("seconds must not be negative")
-    spans = parse_business_hours(business_hours)
-    if not spans:
+    spans, holidays = parse_business_hours(business_hours), parse_holidays(business_hours)
+    if not spans and not holidays:
         return start + timedelta(seconds=seconds)
+    if not spans:  # open around the clock but on holidays
+        spans = {weekday: [(time(0), None)] for weekday in range(7)}
     zone = ZoneInfo(time_zone)
     cursor = start.astimezone(zone)
     remaining = timedelta(seconds=seconds)
     day: date = cursor.date()
     for _ in range(LOOKAHEAD_DAYS):
-        for span_start, span_end in spans.get(day.weekday(), []):
+        for span_start, span_end in [] if day in holidays else spans.get(day.weekday(), []):
             opens = datetime.combine(day, span_start, tzinfo=zone)
             closes = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone) if span_end is None else (
                 datetime.combine(day, span_end, tzinfo=zone)

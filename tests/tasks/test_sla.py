@@ -29,9 +29,11 @@ def paris(*args) -> datetime:
         (paris(2026, 11, 16, 18, 0), 9, WEEKDAYS_9_TO_18, paris(2026, 11, 17, 18, 0)),  # exactly one day
         (paris(2026, 11, 21, 23, 0), 48, {}, paris(2026, 11, 23, 23, 0)),  # always open
         (paris(2026, 11, 16, 23, 0), 2, {"0": [["22:00", "24:00"]], "1": [["00:00", "02:00"]]}, paris(2026, 11, 17, 1, 0)),
+        (paris(2026, 12, 24, 17, 0), 4, {**WEEKDAYS_9_TO_18, "holidays": ["2026-12-25"]}, paris(2026, 12, 28, 12, 0)),
+        (paris(2026, 12, 24, 23, 0), 2, {"holidays": ["2026-12-25"]}, paris(2026, 12, 26, 1, 0)),
     ],
     ids=["same-day", "over-the-weekend", "asked-while-closed", "before-opening", "lunch-break", "full-day",
-         "always-open", "through-midnight"],
+         "always-open", "through-midnight", "over-a-holiday", "always-open-but-a-holiday"],
 )  # fmt: skip
 def test_business_time_add(start, hours, hours_of_business, expected):
     result = business_time_add(start=start, seconds=hours * 3600, business_hours=hours_of_business, time_zone=PARIS)
@@ -69,6 +71,8 @@ def test_a_target_shorter_than_the_warning_warns_at_once():
         ({"0": [["09:00", "13:00"], ["12:00", "18:00"]]}, "overlap"),
         ({"0": [["9am", "5pm"]]}, "is not a time"),
         ({"0": []}, "no open time"),
+        ({"holidays": ["25/12/2026"]}, "a date like"),
+        ({"holidays": "2026-12-25"}, "a list of dates"),
     ],
 )
 def test_bad_business_hours_are_refused_with_a_reason(bad, message):
