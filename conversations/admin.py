@@ -25,6 +25,7 @@ from contactcenter.admin_site import (
 )
 from contactcenter.models import Membership, Role
 from contactcenter.selectors import selection_counts
+from contactcenter.spreadsheets import spreadsheet_cell
 from conversations.models import (
     Activity,
     Attachment,
@@ -185,12 +186,6 @@ class PriorityForm(ReasonForm):
     field_order = ["priority", "reason"]
 
 
-def _csv_cell(value) -> str:
-    """A cell a spreadsheet will not run: customers write names and subjects, and "=…" would be a formula."""
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 EXPORT_COLUMNS = [
     "id", "created", "status", "priority", "channel", "contact", "identities", "agent", "team", "tags", "subject",
     "first response", "resolved", "closed",
@@ -325,7 +320,7 @@ class ConversationAdmin(ServiceManagedAdmin):
             identities = " ".join(identity.value for identity in c.contact.identities.all())
             agent = c.assignee.display_name if c.assignee else ""
             writer.writerow(
-                _csv_cell(value)
+                spreadsheet_cell(value)
                 for value in (
                     c.public_id, c.created_at.isoformat(), c.get_status_display(), c.get_priority_display(),
                     c.get_channel_display(), c.contact.name, identities, agent, c.team.name if c.team else "",

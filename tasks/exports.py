@@ -3,21 +3,12 @@
 import csv
 from collections.abc import Callable, Iterable
 
+from contactcenter.spreadsheets import spreadsheet_cell
 from tasks.metrics import TeamReport
-
-# A cell starting with one of these is a formula to a spreadsheet (CSV injection): an agent named
-# "=HYPERLINK(…)" must arrive as text.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _cell(value) -> object:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return round(value, 1)
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
+    return round(value, 1) if isinstance(value, float) else spreadsheet_cell(value)
 
 
 def _agents(report: TeamReport) -> Iterable[list]:

@@ -563,7 +563,8 @@ def test_bulk_export_writes_one_line_per_conversation_without_formulas(selection
         Contact.objects.filter(pk=selection[0].contact_id).update(name="=HYPERLINK(1)")
     response = bulk(signed_in_client(acme_supervisor), "export_csv", selection, confirmed="yes")
     lines = list(csv.DictReader(io.StringIO(response.content.decode())))
-    assert sorted(line["id"] for line in lines) == sorted(c.public_id for c in selection)
+    # An id may start with "-", which the formula guard marks as text too.
+    assert sorted(line["id"].removeprefix("'") for line in lines) == sorted(c.public_id for c in selection)
     assert {line["contact"] for line in lines} == {"'=HYPERLINK(1)"}
     assert {line["status"] for line in lines} == {"Assigned", "Open", "Closed"}
 
