@@ -223,9 +223,12 @@ def reply(request, public_id: str):
     first, and goes out only when the agent chooses "Send anyway" (logged by the service)."""
     found = _conversation_for_reply(request, public_id)
     body = request.POST.get("body", "")
-    uploads = request.FILES.getlist("files")[:MAX_UPLOAD_FILES]
-    files = [(upload.name, upload.read()) for upload in uploads]
+    uploads = request.FILES.getlist("files")
     context = {"can_reply": True, "templates": selectors.reply_templates()}
+    if len(uploads) > MAX_UPLOAD_FILES:
+        error = f"Send at most {MAX_UPLOAD_FILES} files with one message."
+        return HttpResponse(fragments.composer(found, request.membership, body=body, error=error, **context))
+    files = [(upload.name, upload.read()) for upload in uploads]
     spans = sensitive_spans(body)
     send_anyway = request.POST.get("send_anyway") == "1"
     if spans and not send_anyway:

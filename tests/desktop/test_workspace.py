@@ -225,3 +225,19 @@ def test_a_long_history_opens_at_its_newest_messages_and_shows_the_earlier_ones_
     earlier = client.get(earlier_url).content.decode()
     assert earlier.count('class="msg msg-inbound') == 31 and "old29 ✓" in earlier and "Hello?" in earlier
     assert "old30 ✓" not in earlier and "Show earlier messages" not in earlier
+
+
+def test_too_many_files_at_once_are_refused_with_the_draft_kept(acme, support, agent):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    client = signed_in_client(agent)
+    conversation = accepted_conversation(client, acme, support)
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+    files = [SimpleUploadedFile(f"p{i}.png", png, content_type="image/png") for i in range(6)]
+    response = client.post(
+        f"/desktop/conversations/{conversation.public_id}/reply/", {"body": "see attached", "files": files}, **HTMX
+    )
+    body = response.content.decode()
+    assert "Send at most 5 files" in body and "see attached" in body
+    with tenant_context(acme):
+        assert not Message.objects.filter(direction="outbound").exists()
