@@ -20,17 +20,19 @@ from types import SimpleNamespace
 import pytest
 from django.apps import apps
 from django.core import signing
+from django.http import HttpResponse
 from django.test import Client
-from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.urls import URLPattern, URLResolver, get_resolver, path, reverse
+from django.utils.html import escape
 from twilio.request_validator import RequestValidator
 
 from contactcenter.routing import websocket_urlpatterns
 from contactcenter.tenancy import (
     TenantOwnedModel,
     dangerously_all_tenants,
-    get_in_tenant_or_404,
     tenant_context,
 )
+from contactcenter.urls import urlpatterns as ROOT_PATTERNS
 from conversations.models import Conversation, Message
 from conversations.services import attachment_add, message_append_inbound
 from tasks.exports import REPORT_TABLES
@@ -369,19 +371,25 @@ def test_an_email_for_acmes_mailbox_with_globex_secret_is_refused(acme_world, gl
 # --- the self-check: a removed scoping call is caught by the same check ----------------------------
 
 
-def test_self_check_the_matrix_reports_a_view_that_stops_scoping(acme_world, globex_supervisor, monkeypatch):
-    """Break desktop.selectors.conversation_for_pane as a careless edit would (the lookup made across
-    tenants): the matrix's own check must then report the conversation page as a leak."""
-    import desktop.selectors
+def leaky_conversation_page(request, public_id: str):
+    """A view as a careless edit would write it: the lookup made across tenants instead of in the
+    tenant (get_in_tenant_or_404). Mounted only for the self-check below."""
+    with dangerously_all_tenants():
+        conversation = Conversation.objects.select_related("contact").get(public_id=public_id)
+    return HttpResponse(f"<h1>{escape(conversation.contact)}</h1><p>{conversation.public_id}</p>")
 
-    def unscoped_conversation_for_pane(public_id: str) -> Conversation:
-        with dangerously_all_tenants():
-            return get_in_tenant_or_404(Conversation.objects.select_related("contact"), public_id=public_id)
 
-    monkeypatch.setattr(desktop.selectors, "conversation_for_pane", unscoped_conversation_for_pane)
+# The self-check's URL map: the product's, plus the leaky page.
+urlpatterns = [path("leaky/<str:public_id>/", leaky_conversation_page, name="leaky-conversation"), *ROOT_PATTERNS]
+
+
+@pytest.mark.urls(__name__)
+def test_self_check_the_matrix_reports_a_view_that_stops_scoping(acme_world, globex_supervisor):
+    """The matrix's own check, pointed at a page that looks a conversation up across tenants, must
+    report it as a leak (status 200 and acme's contact in the body)."""
     probe = MATRIX["desktop:conversation"]
     kwargs = probe.kwargs(acme_world)
-    url = reverse("desktop:conversation", kwargs=kwargs)
+    url = reverse("leaky-conversation", kwargs=kwargs)
     problems = isolation_problems(outsider(globex_supervisor), url, probe, {}, secrets_of(acme_world, kwargs, {}))
     assert any("status 200" in problem for problem in problems), problems
     assert any(repr(CONTACT_NAME) in problem for problem in problems), problems
