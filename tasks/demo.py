@@ -1,7 +1,8 @@
 """Demo queues, dispositions and an automation rule for one tenant (called by contactcenter.demo)."""
 
-from tasks.models import AutomationRule, Disposition, Queue, RuleAssignee, RuleTrigger, TaskPriority
-from tasks.services import break_reasons_ensure_defaults, dispositions_ensure_defaults
+from contactcenter.models import Membership, Role
+from tasks.models import AgentState, AutomationRule, Disposition, Queue, RuleAssignee, RuleTrigger, TaskPriority
+from tasks.services import agent_choose_queues, break_reasons_ensure_defaults, dispositions_ensure_defaults
 
 
 def seed_tasks_demo(tenant) -> list[str]:
@@ -10,11 +11,16 @@ def seed_tasks_demo(tenant) -> list[str]:
     created += [f"break reason {r.name} for {tenant.slug}" for r in break_reasons_ensure_defaults(tenant=tenant)]
     resolved = Disposition.objects.get(name="Resolved")
     follow_up = Disposition.objects.get(name="Follow-up Required")
-    _, made = Queue.objects.get_or_create(
+    support, made = Queue.objects.get_or_create(
         tenant=tenant, name="Support", defaults={"disposition_required": True, "default_disposition": resolved}
     )
     if made:
         created.append(f"queue Support for {tenant.slug}")
+    # Demo agents serve Support from the start, so going Available brings work; an agent who already
+    # has a routing state keeps the queues they chose.
+    for agent in Membership.objects.filter(role=Role.AGENT).exclude(pk__in=AgentState.objects.values("membership")):
+        agent_choose_queues(membership=agent, queues=[support])
+        created.append(f"{agent.user.get_username()} serves Support")
     _, made = AutomationRule.objects.get_or_create(
         tenant=tenant,
         name="Follow up when a follow-up is required",

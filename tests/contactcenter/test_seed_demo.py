@@ -45,6 +45,12 @@ def test_seed_demo_creates_the_demo_tenants_people_and_numbers(db):
     assert endpoints["+15005550002"].auth_token() == "globex-demo-auth-token"
     # The token is encrypted at rest, not stored as typed.
     assert "globex-demo-auth-token" not in endpoints["+15005550002"].auth_token_encrypted
+    # The demo agents serve Support, so going Available on the desktop brings the demo traffic.
+    from tasks.models import AgentState
+
+    with dangerously_all_tenants():
+        served = dict(AgentState.objects.values_list("membership__user__username", "served_queues__name"))
+    assert served == {f"{slug}-agent{n}": "Support" for slug in ("acme", "globex") for n in (1, 2, 3)}
 
 
 def test_seed_demo_twice_changes_nothing(db):
