@@ -65,7 +65,7 @@ def conversation_pane(conversation: Conversation, membership: Membership, *, oob
 
 
 def conversation_actions(conversation: Conversation, membership: Membership, *, oob: bool = False) -> str:
-    pane = selectors.conversation_pane(conversation, membership, with_history=False)
+    pane = selectors.conversation_pane_task(conversation, membership)  # no history, contact or templates
     return _with_digest(_render("actions.html", membership, pane=pane, c=conversation, oob=oob))
 
 

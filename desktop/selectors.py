@@ -186,11 +186,18 @@ HISTORY_ACTIVITY_KINDS = (
 )
 
 
-def conversation_pane(
-    conversation: Conversation, membership: Membership, with_history: bool = True
-) -> ConversationPane:
-    """Everything the middle and right columns show for one conversation, in a fixed number of queries."""
-    history, earlier_before = _history(conversation) if with_history else ([], None)
+@dataclass
+class PaneTask:
+    """What the pane's actions (End chat, wrap-up, Handled) need: the conversation's task for this
+    agent and the dispositions its queue allows."""
+
+    task: Task | None
+    dispositions: list
+
+
+def conversation_pane_task(conversation: Conversation, membership: Membership) -> PaneTask:
+    """The conversation's open task, else the last one this agent held (to show it Handled); two or
+    three queries."""
     task = (
         Task.objects.filter(conversation=conversation, kind=TaskKind.CONVERSATION)
         .exclude(status__in=(TaskStatus.COMPLETED, TaskStatus.CANCELED))
@@ -203,6 +210,13 @@ def conversation_pane(
         .order_by("-created_at")
         .first()
     )
+    return PaneTask(task=task, dispositions=list(dispositions_for_queue(task.queue if task else None)))
+
+
+def conversation_pane(conversation: Conversation, membership: Membership) -> ConversationPane:
+    """Everything the middle and right columns show for one conversation, in a fixed number of queries."""
+    history, earlier_before = _history(conversation)
+    pane_task = conversation_pane_task(conversation, membership)
     recent = list(
         Conversation.objects.filter(contact_id=conversation.contact_id)
         .exclude(pk=conversation.pk)
@@ -212,8 +226,8 @@ def conversation_pane(
         conversation=conversation,
         history=history,
         earlier_before=earlier_before,
-        task=task,
-        dispositions=list(dispositions_for_queue(task.queue if task else None)),
+        task=pane_task.task,
+        dispositions=pane_task.dispositions,
         templates=reply_templates(),
         recent=recent,
         can_reply=conversation.assignee_id == membership.pk and conversation.status in REPLYABLE_STATUSES,

@@ -4,13 +4,8 @@ import pytest
 
 from contactcenter.tenancy import tenant_context
 from tasks.models import AgentStatus
-from tests.conversations.conftest import make_queue
+from tests.conversations.conftest import fast_password_hashing, make_queue  # noqa: F401 - autouse fixture
 from tests.tasks.routing_helpers import make_agent
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
