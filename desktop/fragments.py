@@ -34,6 +34,11 @@ PANE_EVENTS = (
 )
 
 
+def _shows_in_task_list(event: str) -> bool:
+    """Whether the event changes the task list or the status bar (a new message changes the preview)."""
+    return event.startswith(TASK_EVENTS) or event in ("message.new", "conversation.created")
+
+
 def _render(template: str, membership: Membership, **context) -> str:
     # Pushes are rendered outside any request: the tenant's time zone is set here, as for pages.
     with timezone.override(membership.tenant.time_zone):
@@ -121,10 +126,7 @@ def for_event(membership: Membership, event: str, data: dict, open_conversations
     `open_conversations`: the conversations the browser shows, for the bulk events a supervisor's
     action sends (`conversations.status` names many at once)."""
     parts: list[str] = []
-    if event.startswith(TASK_EVENTS) or event in (
-        "message.new",
-        "conversation.created",
-    ):
+    if _shows_in_task_list(event):
         parts += [task_list(membership, oob=True), agent_bar(membership, oob=True)]
     conversation_id = data.get("conversation")
     if event == "message.new" and data.get("message"):
@@ -174,7 +176,7 @@ def for_resume(membership: Membership, position: str, open_conversations: list[s
     if not events:
         return ""
     parts = []
-    if any(e["event"].startswith(TASK_EVENTS) or e["event"] in ("message.new",) for e in events):
+    if any(_shows_in_task_list(e["event"]) for e in events):
         parts += [agent_bar(membership, oob=True), task_list(membership, oob=True)]
     touched = {e["data"].get("conversation") for e in events} & set(open_conversations)
     for conversation in _conversations(touched):
