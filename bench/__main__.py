@@ -35,25 +35,29 @@ BENCHMARKS = {
 QUICK_ARGS = {"bench.routing_choice": ["--sizes", "1000,10000", "--rounds", "3", "--samples", "300"]}
 
 
-def main(argv: list[str]) -> int:
+def main(
+    argv: list[str], table: dict[str, tuple[str, str]] = BENCHMARKS, doc: str = __doc__, kind: str = "bench"
+) -> int:
+    """Run the named modules of `table` (all when none is named), each in a process of its own, and
+    print the summary of their figures. The fault drills (bench/drills.py) use it with their own table."""
     if "--list" in argv or "-h" in argv or "--help" in argv:
-        print(__doc__)
-        for name, (module, what) in BENCHMARKS.items():
+        print(doc)
+        for name, (module, what) in table.items():
             print(f"  {name:<15} {what}  ({module})")
         return 0
     first_option = next((i for i, a in enumerate(argv) if a.startswith("-")), len(argv))
     names, options = argv[:first_option], argv[first_option:]  # names first, then options for each benchmark
-    unknown = [n for n in names if n not in BENCHMARKS]
+    unknown = [n for n in names if n not in table]
     if unknown:
-        print(f"bench: unknown benchmark {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}", file=sys.stderr)
+        print(f"{kind}: unknown name {', '.join(unknown)}; known: {', '.join(table)}", file=sys.stderr)
         return 2
     print(f"machine: {machine_description()}")
     summary = Path(tempfile.mkstemp(prefix="sb-bench-summary-", suffix=".jsonl")[1])
     env = {**os.environ, "BENCH_SUMMARY": str(summary)}
     failed = []
     started = time.monotonic()
-    for name in names or list(BENCHMARKS):
-        module, _ = BENCHMARKS[name]
+    for name in names or list(table):
+        module, _ = table[name]
         args = QUICK_ARGS.get(module, options) if "--quick" in options else ([] if module in QUICK_ARGS else options)
         code = subprocess.call([sys.executable, "-m", module, *args], cwd=REPO_ROOT, env=env)
         if code != 0:
@@ -69,7 +73,7 @@ def main(argv: list[str]) -> int:
         verdict = {True: "met", False: "MISSED", None: ""}[row["met"]]
         print(f"  {row['what']:<52} {number(row['value']):>9} {row['unit']:<8} {limit:<26} {verdict}")
     if failed:
-        print(f"bench: {', '.join(failed)} failed (see above)", file=sys.stderr)
+        print(f"{kind}: {', '.join(failed)} failed (see above)", file=sys.stderr)
     return 1 if failed else 0
 
 

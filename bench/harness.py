@@ -186,11 +186,11 @@ class Process:
 class WebServer(Process):
     """The web process of `./switchboard run` (uvicorn serving contactcenter.asgi), on a free port."""
 
-    def __init__(self, stage: Stage, extra_args: Sequence[str] = ()):
-        self.port = free_port()
+    def __init__(self, stage: Stage, extra_args: Sequence[str] = (), port: int | None = None, **env: str):
+        self.port = port or free_port()  # a restart drill brings a web server back on the same port
         self.url = f"http://127.0.0.1:{self.port}"
         argv = dict(run_processes(state=stage.workdir, host="127.0.0.1", port=self.port))["web"]
-        super().__init__("web", [*argv, *extra_args], stage.workdir / f"web-{self.port}.log", stage.product_env())
+        super().__init__("web", [*argv, *extra_args], stage.workdir / f"web-{self.port}.log", stage.product_env(**env))
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -276,8 +276,10 @@ class Stage:
         self._forget_redis_keys()
 
     # Processes.
-    def start_web(self, extra_args: Sequence[str] = ()) -> WebServer:
-        web = WebServer(self, extra_args)
+    def start_web(self, extra_args: Sequence[str] = (), port: int | None = None, **env: str) -> WebServer:
+        """Start a web process (extra uvicorn arguments and environment variables as given) and wait
+        until it is ready."""
+        web = WebServer(self, extra_args, port, **env)
         self.processes.append(web)
         web.wait_ready()
         return web
@@ -407,9 +409,18 @@ Measure = Callable[[Stage, argparse.Namespace], list[Figure]]
 
 
 def main(
-    name: str, title: str, measure: Measure, add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    name: str,
+    title: str,
+    measure: Measure,
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+    *,
+    fail_on_missed: bool = False,
 ) -> int:
-    """Parse the benchmark's options, run `measure` on a fresh Stage, print and record its figures."""
+    """Parse the benchmark's options, run `measure` on a fresh Stage, print and record its figures.
+
+    Benchmarks report a missed target and exit 0 (the figure is the result); a fault drill passes
+    `fail_on_missed`, so that anything lost or duplicated makes its exit code 1.
+    """
     parser = argparse.ArgumentParser(prog=f"python -m bench.{name}", description=title)
     parser.add_argument("--quick", action="store_true", help="small sizes and short steps: a smoke run, not figures")
     if add_arguments:
@@ -432,4 +443,4 @@ def main(
                 file.write(
                     json.dumps({"benchmark": name, **asdict(figure), "ratio": figure.ratio, "met": figure.met}) + "\n"
                 )
-    return 0
+    return 1 if fail_on_missed and any(figure.met is False for figure in figures) else 0
