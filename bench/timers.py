@@ -7,7 +7,7 @@ Seeds 1,000 agents (50 tenants x 20) and --count timers: half pending offers (a 
 to one of its tenant's agents), half conversation tasks whose customer waits for a first response.
 Then starts the Celery worker and beat exactly as `./switchboard run` does, and once the worker is
 ready moves every due time into the same minute (spread evenly, starting a few seconds ahead). Beat
-enqueues `tasks.jobs.sweep_due_timers` every second; the sweeps time the offers out (the task goes
+enqueues `tasks.jobs.sweep_due_timers` every half second; the sweeps time the offers out (the task goes
 back to its queue, routing is asked again) and escalate the breached tasks, through the services.
 
 Figures: lateness (when the service acted - when it was due: `responded_at - expires_at` for offers,

@@ -36,3 +36,11 @@ def deliver_due_scheduled_messages() -> int:
     for tenant_id, message_id in due:
         deliver_outbound_message.delay(tenant_id, message_id)
     return len(due)
+
+
+@shared_task(ignore_result=True)
+def recover_outbound_messages() -> dict[str, int]:
+    """Sweep (every 10 s): queued messages whose delivery job was lost, or whose worker died
+    mid-send, are sent once (services.outbound_messages_recover). Idempotent: it claims each message
+    by compare-and-set, so a duplicate run, or one killed half-way, sends nothing twice."""
+    return services.outbound_messages_recover()

@@ -186,6 +186,9 @@ class Message(TenantOwnedModel):
                 condition=models.Q(delivery_status="queued", send_at__isnull=False),
                 name="message_scheduled_due",
             ),
+            # The queued outbound messages (few at any time), for the recovery sweep of sends that
+            # never started or whose worker died (conversations.selectors.outbound_messages_*).
+            models.Index(fields=["created_at"], condition=models.Q(delivery_status="queued"), name="message_queued"),
         ]
 
     def __str__(self) -> str:
@@ -334,6 +337,7 @@ class ActivityKind(models.TextChoices):
     SLA = "sla", "Service level"
     ESCALATION = "escalation", "Escalation"
     SENSITIVE = "sensitive", "Sensitive data sent"
+    DELIVERY = "delivery", "Delivery"
 
 
 class Activity(TenantOwnedModel):

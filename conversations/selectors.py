@@ -83,6 +83,43 @@ def scheduled_messages_due(now=None) -> list[tuple[int, int]]:
         )
 
 
+RECOVERY_BATCH = 500
+
+
+def outbound_messages_never_claimed(*, created_before) -> list[tuple[int, int, str]]:
+    """(tenant id, message id, public id) of outbound messages queued before `created_before`, not
+    scheduled, whose send no worker ever claimed: their delivery job was lost. Across tenants (a
+    system sweep; ids only), oldest first, at most RECOVERY_BATCH; the partial index message_queued."""
+    with dangerously_all_tenants():
+        return list(
+            Message.objects.filter(
+                delivery_status=DeliveryStatus.QUEUED,
+                direction=Direction.OUTBOUND,
+                send_at__isnull=True,
+                send_claimed_at__isnull=True,
+                created_at__lt=created_before,
+            )
+            .order_by("created_at")
+            .values_list("tenant_id", "pk", "public_id")[:RECOVERY_BATCH]
+        )
+
+
+def outbound_messages_claimed_before(*, claimed_before) -> list[tuple[int, int]]:
+    """(tenant id, message id) of outbound messages still queued whose send was claimed before
+    `claimed_before`: the worker that claimed them died mid-send, or never got an answer. Across
+    tenants (ids only), oldest claim first, at most RECOVERY_BATCH; the partial index message_queued."""
+    with dangerously_all_tenants():
+        return list(
+            Message.objects.filter(
+                delivery_status=DeliveryStatus.QUEUED,
+                direction=Direction.OUTBOUND,
+                send_claimed_at__lt=claimed_before,
+            )
+            .order_by("send_claimed_at")
+            .values_list("tenant_id", "pk")[:RECOVERY_BATCH]
+        )
+
+
 def reply_templates_matching(prefix: str) -> QuerySet[ReplyTemplate]:
     """Active templates whose shortcut starts with `prefix` (what the agent typed after "/")."""
     return ReplyTemplate.objects.filter(is_active=True, shortcut__startswith="/" + prefix.lstrip("/").lower())

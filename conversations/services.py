@@ -14,12 +14,14 @@ the person acted on what they saw, checks it is still so (ChangedMeanwhile / Alr
 conversations are locked in id order; a conversation before its task.
 """
 
+import logging
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.db.models import Max, Min
@@ -30,6 +32,7 @@ from channels_inbound.models import Channel
 from contactcenter import realtime
 from contactcenter.errors import AlreadyTaken, TransitionNotAllowed
 from contactcenter.models import Membership
+from contactcenter.tenancy import tenant_context
 from conversations import delivery, jobs
 from conversations.activity import activity_new, activity_record, activity_record_many
 from conversations.errors import (
@@ -64,7 +67,11 @@ from conversations.models import (
     Message,
     Via,
 )
-from conversations.selectors import attachment_restrictions_for
+from conversations.selectors import (
+    attachment_restrictions_for,
+    outbound_messages_claimed_before,
+    outbound_messages_never_claimed,
+)
 from tasks.errors import AssignmentNotAllowed
 from tasks.models import RuleTrigger, Task, TaskKind, TaskStatus
 from tasks.services import (
@@ -757,7 +764,7 @@ def _outbound_create(conversation: Conversation, author, body: str, send_at=None
 def _enqueue_delivery(message: Message, eta=None) -> None:
     tenant_id, message_id = message.tenant_id, message.pk
     transaction.on_commit(
-        lambda: jobs.deliver_outbound_message.apply_async(args=[tenant_id, message_id], eta=eta)
+        lambda: jobs.deliver_outbound_message.apply_async(args=[tenant_id, message_id], eta=eta), robust=True
     )
 
 
@@ -932,6 +939,104 @@ def message_delivery_update(
             conversation, "message.status", message.author_id, message=message.public_id, delivery=status
         )
     return True
+
+
+# --- recovery of outbound sends ---------------------------------------------------------------
+
+logger = logging.getLogger(__name__)
+
+# A delivery job starts within seconds of its commit: a message still unclaimed after this lost its
+# job (a broker that forgot it, a worker killed after taking it from the queue).
+OUTBOUND_UNCLAIMED_AFTER = timedelta(seconds=45)
+# A live send holds its claim for the provider call at most (Twilio's client times out after 10 s);
+# a claim older than this belongs to a worker that died mid-send.
+OUTBOUND_CLAIM_IN_DOUBT_AFTER = timedelta(seconds=60)
+
+
+def outbound_messages_recover(*, now=None) -> dict[str, int]:
+    """Send every queued outbound message whose delivery was lost, once: the sweep
+    `conversations.jobs.recover_outbound_messages` (every 10 s), across tenants, each message in its own.
+
+    (a) Never claimed and queued longer than OUTBOUND_UNCLAIMED_AFTER (not scheduled ones: their own
+    sweep re-enqueues them): the delivery job is enqueued again on commit, at most once per
+    OUTBOUND_UNCLAIMED_AFTER per message (a mark in the cache), so a backlog the worker is working
+    through does not grow. message_deliver's claim makes a duplicate job harmless.
+    (b) Claimed longer ago than OUTBOUND_CLAIM_IN_DOUBT_AFTER: in doubt, see
+    _outbound_message_in_doubt_resolve. One message's failure is logged and left for the next sweep.
+    Returns how many were re-enqueued, found sent at the provider, and sent again.
+    """
+    now = now or timezone.now()
+    counts = {"requeued": 0, "found_sent": 0, "resent": 0}
+    stale = outbound_messages_never_claimed(created_before=now - OUTBOUND_UNCLAIMED_AFTER)
+    for tenant_id, message_id, public_id in stale:
+        if not cache.add(f"outbound-requeued:{public_id}", 1, timeout=int(OUTBOUND_UNCLAIMED_AFTER.total_seconds())):
+            continue  # re-enqueued a moment ago; Redis forgetting the mark costs one no-op job
+        with tenant_context(tenant_id), transaction.atomic():
+            message = Message.objects.filter(pk=message_id).first()
+            if message is not None:
+                _enqueue_delivery(message)
+                counts["requeued"] += 1
+    for tenant_id, message_id in outbound_messages_claimed_before(claimed_before=now - OUTBOUND_CLAIM_IN_DOUBT_AFTER):
+        try:
+            with tenant_context(tenant_id):
+                outcome = _outbound_message_in_doubt_resolve(message_id=message_id, now=now)
+        except Exception:
+            logger.exception("recovering message %s of tenant %s failed; the next sweep retries", message_id, tenant_id)
+            continue
+        if outcome:
+            counts[outcome] += 1
+    return counts
+
+
+def _outbound_message_in_doubt_resolve(*, message_id: int, now) -> str:
+    """A send whose worker died mid-call: the provider may have the message or not. Asks the
+    channel's sender (its `find_sent` lookup, conversations.delivery); a match not already recorded
+    on another message is marked sent with the provider's id (message_delivery_update) and logged
+    (activity DELIVERY); otherwise the claim is released, logged, and the delivery job enqueued on
+    commit. A channel with no lookup is sent again: once more rather than never.
+
+    First takes the claim over by compare-and-set on the claim seen, so a concurrent sweep leaves the
+    message alone; if the lookup fails (raises) the message keeps the new claim and is in doubt again
+    after OUTBOUND_CLAIM_IN_DOUBT_AFTER. Returns "found_sent", "resent", or "" (nothing to do).
+    """
+    message = Message.objects.select_related("conversation__contact").filter(pk=message_id).first()
+    if message is None or message.delivery_status != D.QUEUED or message.send_claimed_at is None:
+        return ""
+    claimed_at = message.send_claimed_at
+    if not Message.objects.filter(pk=message.pk, delivery_status=D.QUEUED, send_claimed_at=claimed_at).update(
+        send_claimed_at=now
+    ):
+        return ""
+    channel = message.conversation.channel
+    find_sent = delivery.sent_finder_for(channel)
+    if find_sent is not None:
+        candidates = find_sent(message, claimed_at)  # outside any transaction: a provider call
+        taken = set(
+            Message.objects.filter(provider_message_id__in=candidates).values_list("provider_message_id", flat=True)
+        )
+        provider_message_id = next((c for c in candidates if c not in taken), None)
+        if provider_message_id is not None:
+            with transaction.atomic():
+                if message_delivery_update(message=message, status=D.SENT, provider_message_id=provider_message_id):
+                    activity_record(
+                        kind=ActivityKind.DELIVERY, conversation=message.conversation, old=D.QUEUED, new=D.SENT,
+                        reason=f"The worker stopped while sending; {channel} has the message ({provider_message_id}), "
+                        "so it was marked sent, not sent again.",
+                    )  # fmt: skip
+            return "found_sent"
+    with transaction.atomic():
+        released = Message.objects.filter(pk=message.pk, delivery_status=D.QUEUED, send_claimed_at=now).update(
+            send_claimed_at=None
+        )
+        if not released:
+            return ""
+        activity_record(
+            kind=ActivityKind.DELIVERY, conversation=message.conversation, old="in doubt", new=D.QUEUED,
+            reason=f"The worker stopped while sending; {channel} does not have the message"
+            f"{'' if find_sent else ' (or cannot tell)'}, so it is sent again.",
+        )  # fmt: skip
+        _enqueue_delivery(message)
+    return "resent"
 
 
 def attachment_add(*, message: Message, filename: str, content: bytes, content_type: str) -> Attachment:

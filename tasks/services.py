@@ -17,14 +17,16 @@ agents with SKIP LOCKED, so they never wait for anyone. Every move of an offer h
 lock, so an offer's answer and its task's status change together.
 """
 
+import contextlib
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Case, F, IntegerField, QuerySet, Value, When
+from django.db.models import Case, F, IntegerField, Q, QuerySet, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -627,17 +629,28 @@ def routing_request(*, tenant_id: int) -> None:
     `tasks.jobs.route_tenant(tenant_id)`, which calls `routing_run(tenant_id=…)` inside
     tenant_context; nothing when the transaction rolls back. Several requests for one tenant in one
     transaction enqueue one job (a request already waiting on this transaction's commit is enough;
-    if its savepoint rolls back, Django drops it and the next request enqueues again).
+    if its savepoint rolls back, Django drops it and the next request enqueues again). Requests of
+    other transactions enqueue nothing while a job for the tenant waits that has not started yet
+    (`_routing_pending_key`): that job's run starts after their commit, so it sees their change. A
+    backlog of timed-out offers used to queue a job per batch, and the worker ran them all back to
+    back while the timer sweeps waited behind them.
     """
 
     def enqueue() -> None:
         from tasks import jobs  # tasks.jobs imports this module
 
         try:
+            if not cache.add(_routing_pending_key(tenant_id), 1, timeout=ROUTING_PENDING_SECONDS):
+                return
+        except Exception:  # no Redis for the mark: enqueue anyway (that may fail too, below)
+            logger.warning("could not mark routing as pending for tenant %s", tenant_id, exc_info=True)
+        try:
             jobs.route_tenant.delay(tenant_id)
         except Exception:
             # The change is committed; a lost trigger is repaired by the reaper's routing nudge.
             logger.exception("could not enqueue routing for tenant %s", tenant_id)
+            with contextlib.suppress(Exception):
+                cache.delete(_routing_pending_key(tenant_id))
 
     enqueue.routing_tenant_id = tenant_id
     if connection.in_atomic_block and any(
@@ -645,6 +658,15 @@ def routing_request(*, tenant_id: int) -> None:
     ):
         return
     transaction.on_commit(enqueue)
+
+
+# How long a routing job may wait in the queue, unstarted, before another request enqueues a second
+# one anyway: the mark outlives a job lost with a killed worker for this long at most.
+ROUTING_PENDING_SECONDS = 10
+
+
+def _routing_pending_key(tenant_id: int) -> str:
+    return f"routing-pending:{tenant_id}"
 
 
 def routing_run(*, tenant_id: int, queue_ids=None) -> list[Offer]:
@@ -672,6 +694,11 @@ def routing_run(*, tenant_id: int, queue_ids=None) -> list[Offer]:
     """
     if current_tenant_id() != tenant_id:
         raise CrossTenantWrite(f"routing_run for tenant {tenant_id} must run inside that tenant's context")
+    if queue_ids is None:  # a full run starts now: what commits from here on needs a job of its own
+        try:
+            cache.delete(_routing_pending_key(tenant_id))
+        except Exception:  # the mark expires by itself
+            logger.warning("could not clear the routing mark of tenant %s", tenant_id, exc_info=True)
     now = timezone.now()
     with transaction.atomic():
         queues = Queue.objects.filter(pick_mode=False).prefetch_related("required_skills")
@@ -1062,6 +1089,181 @@ def _task_back_to_queue(task: Task, *, reason: str, actor=None) -> None:
         task_transition(task=task, to_status=S.PENDING, actor=actor, reason=reason)
     else:
         routing_request(tenant_id=task.tenant_id)
+
+
+# --- routing: offers timed out in bulk --------------------------------------------------------------
+
+
+def task_transition_many(
+    *, tasks: list[Task], to_status: str, via: str | None = None, reasons: dict[int, str], rows_before: list = ()
+) -> None:
+    """The bulk form of task_transition for moves that need no per-task fields (→ pending, → canceled):
+    the same checks, row, side effects and pushes, in a fixed number of statements.
+
+    Callers hold the tasks' row locks and pass each as they saw it. Checks TASK_TRANSITIONS for every
+    task (TransitionNotAllowed, nothing written). Compare-and-set per seen status; when any task moved
+    meanwhile, ChangedMeanwhile (the caller's savepoint undoes the rest). Leaving reserved cancels the
+    tasks' pending offers; → pending or out of assigned/wrapping requests routing once; into or out
+    of pending tells the queues' waiting webchat visitors. Writes one `status` row per task (old →
+    new, `reasons[task.pk]`) in one INSERT, after the caller's `rows_before` (written even when
+    `tasks` is empty) and with the withdrawn offers' rows. Pushes one `tasks.status` to supervisors
+    and one to each agent holding some, on commit.
+    """
+    if to_status not in (S.PENDING, S.CANCELED):
+        raise ValueError(f"task_transition_many does not move tasks to {to_status}: use task_transition")
+    if not tasks:
+        activity_record_many(list(rows_before))
+        return
+    tenant_id = ensure_same_tenant(*tasks)
+    for task in tasks:
+        if to_status not in TASK_TRANSITIONS.get(task.status, ()):
+            raise TransitionNotAllowed("task", task.status, to_status)
+    now = timezone.now()
+    fields = {"completed_at": now} if to_status == S.CANCELED else {}
+    by_old: dict[str, list[int]] = defaultdict(list)
+    for task in tasks:
+        by_old[task.status].append(task.pk)
+    with transaction.atomic():
+        for old, ids in by_old.items():
+            updated = Task.objects.filter(pk__in=ids, status=old).update(
+                status=to_status, status_changed_at=now, updated_at=now, **fields
+            )
+            if updated != len(ids):
+                raise ChangedMeanwhile("Some of these tasks changed meanwhile. Reload to see them.")
+        rows, left_reserved = list(rows_before), {}
+        for task in tasks:
+            old = task.status
+            rows.append(activity_new(kind=ActivityKind.STATUS, task=task, via=via, old=old, new=to_status,
+                                     reason=reasons.get(task.pk, "")))  # fmt: skip
+            task.status, task.status_changed_at, task.updated_at = to_status, now, now
+            for name, value in fields.items():
+                setattr(task, name, value)
+            if old == S.RESERVED:
+                left_reserved[task.pk] = task
+            if S.PENDING in (old, to_status):
+                _waiting_line_changed(task)
+        rows += _offers_withdraw_many(
+            left_reserved, OS.CANCELED, reason=f"The task became {S(to_status).label.lower()}."
+        )
+        activity_record_many(rows)
+        _push_tasks_changed(tenant_id, tasks, "tasks.status", status=to_status)
+        if to_status == S.PENDING or by_old.keys() & {S.ASSIGNED, S.WRAPPING}:
+            routing_request(tenant_id=tenant_id)
+
+
+def offers_time_out(*, offers: list[Offer]) -> list[Offer]:
+    """The bulk form of offer_time_out for the timer sweep: the same rows, state and pushes for a batch
+    of one tenant's expired offers, in a fixed number of statements (plus agent_set_status for each
+    agent it sets Unavailable).
+
+    Locks the offers' conversations, then their tasks, in id order and with SKIP LOCKED: an offer
+    whose conversation or task someone holds (an agent accepting it) is left for the next sweep.
+    Then compare-and-set pending → timed_out (an offer answered meanwhile is left alone), one
+    `status` row per offer as offer_transition writes it; each agent's `consecutive_missed_offers`
+    rises by their offers timed out (an available agent at the queue's limit is set Unavailable
+    and told why, as offer_time_out does); each reserved task no offer holds any more goes back to
+    pending through task_transition_many (reason: the last timed-out offer's agent), the others
+    ask for routing. Pushes one `offer.timed_out` per agent, on commit. Returns the offers timed out.
+    """
+    if not offers:
+        return []
+    tenant_id = ensure_same_tenant(*offers)
+    with transaction.atomic():
+        task_ids = {offer.task_id for offer in offers}
+        held = set(
+            Conversation.objects.select_for_update(skip_locked=True)
+            .filter(pk__in=Task.objects.filter(pk__in=task_ids).values("conversation_id"))
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        # A task whose conversation another transaction holds is skipped with it (it is not in `held`).
+        tasks = {
+            task.pk: task
+            for task in Task.objects.select_for_update(skip_locked=True)
+            .filter(Q(conversation__isnull=True) | Q(conversation_id__in=held), pk__in=task_ids)
+            .order_by("pk")
+        }
+        due = list(
+            Offer.objects.select_for_update(of=("self",))
+            .filter(pk__in=[offer.pk for offer in offers], task_id__in=tasks, status=OS.PENDING)
+            .select_related("agent__user")
+            .order_by("pk")
+        )
+        if not due:
+            return []
+        now = timezone.now()
+        Offer.objects.filter(pk__in=[offer.pk for offer in due], status=OS.PENDING).update(
+            status=OS.TIMED_OUT, responded_at=now
+        )
+        queues = {queue.pk: queue for queue in Queue.objects.filter(pk__in={task.queue_id for task in tasks.values()})}
+        rows, last_agent_of_task, missed = [], {}, Counter()
+        by_agent: dict[int, list[Offer]] = defaultdict(list)
+        for offer in due:
+            offer.status, offer.responded_at, offer.task = OS.TIMED_OUT, now, tasks[offer.task_id]
+            queue = queues.get(offer.task.queue_id)
+            reason = f"No answer within {queue.offer_timeout_seconds}s." if queue else "No answer."
+            rows.append(
+                activity_new(kind=ActivityKind.STATUS, task=offer.task, via=Via.SYSTEM, old=f"offer {OS.PENDING}",
+                             new=f"offer {OS.TIMED_OUT}", reason=f"{offer.agent.display_name}: {reason}")
+            )  # fmt: skip
+            last_agent_of_task[offer.task_id] = offer.agent
+            missed[offer.agent_id] += 1
+            by_agent[offer.agent_id].append(offer)
+        for agent_id, answered in by_agent.items():
+            realtime.push_to_member(
+                tenant_id, agent_id, event=f"offer.{OS.TIMED_OUT}",
+                data={"offers": [offer.public_id for offer in answered], "tasks": [offer.task.public_id for offer in answered],
+                      "status": OS.TIMED_OUT},
+            )  # fmt: skip
+        _agents_missed_offers(tenant_id, missed, {offer.agent_id: queues.get(offer.task.queue_id) for offer in due},
+                              {offer.agent_id: offer.agent for offer in due})  # fmt: skip
+        still_offered = set(
+            Offer.objects.filter(task_id__in=last_agent_of_task, status=OS.PENDING).values_list("task_id", flat=True)
+        )
+        back = [
+            tasks[task_id]
+            for task_id in last_agent_of_task
+            if tasks[task_id].status == S.RESERVED and task_id not in still_offered
+        ]
+        task_transition_many(
+            tasks=back, to_status=S.PENDING,
+            reasons={task.pk: f"The offer to {last_agent_of_task[task.pk].display_name} timed out." for task in back},
+            rows_before=rows,
+        )  # fmt: skip
+        if len(back) < len(last_agent_of_task):
+            routing_request(tenant_id=tenant_id)
+    return due
+
+
+def _agents_missed_offers(tenant_id: int, missed: Counter, queue_of: dict, agent_of: dict) -> None:
+    """Raise each agent's missed-offer streak by their offers timed out (one UPDATE); an available
+    agent reaching their queue's limit is set Unavailable and told why (offer_time_out's rule)."""
+    states = list(AgentState.objects.select_for_update().filter(membership_id__in=missed).order_by("pk"))
+    if len(states) < len(missed):  # an agent offered work before their state existed: made on first use
+        for agent_id in missed.keys() - {state.membership_id for state in states}:
+            agent_state_for(agent_of[agent_id])
+        states = list(AgentState.objects.select_for_update().filter(membership_id__in=missed).order_by("pk"))
+    AgentState.objects.filter(pk__in=[state.pk for state in states]).update(
+        consecutive_missed_offers=F("consecutive_missed_offers")
+        + Case(*(When(membership_id=agent_id, then=Value(n)) for agent_id, n in missed.items()), default=Value(0),
+               output_field=IntegerField())
+    )  # fmt: skip
+    for state in states:
+        state.consecutive_missed_offers += missed[state.membership_id]
+        queue = queue_of[state.membership_id]
+        limit = queue.missed_offers_before_unavailable if queue else 0
+        if limit and state.consecutive_missed_offers >= limit and state.status == A.AVAILABLE:
+            agent = agent_of[state.membership_id]
+            break_reasons_ensure_defaults(tenant=Tenant.objects.get(pk=tenant_id))
+            agent_set_status(
+                membership=agent, status=A.UNAVAILABLE, break_reason=BreakReason.objects.get(name=MISSED_OFFERS_REASON)
+            )
+            realtime.push_to_member(
+                tenant_id, agent.pk, event="agent.notice",
+                data={"status": A.UNAVAILABLE, "break_reason": MISSED_OFFERS_REASON,
+                      "message": f"You were set Unavailable because {state.consecutive_missed_offers} offers in a row "
+                                 "went unanswered. Set yourself Available when you are back."},
+            )  # fmt: skip
 
 
 # --- routing: claiming --------------------------------------------------------------------------------

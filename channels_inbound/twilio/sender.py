@@ -5,7 +5,11 @@ transaction. Twilio's answers are sorted into temporary failures (network, 5xx, 
 retries with backoff) and permanent ones (invalid number, blocked, bad credentials: failed at once
 with Twilio's code and message, shown to the agent). Files go as MediaUrl parameters, one per
 attachment: signed links to our /attachments/public/ view that Twilio fetches within the hour.
+
+`twilio_messages_find_sent` is its `find_sent` lookup (conversations.delivery): Twilio's Messages list.
 """
+
+from datetime import datetime, timedelta
 
 import requests
 from django.conf import settings
@@ -19,6 +23,18 @@ from conversations.delivery import PermanentFailure, TemporaryFailure, register_
 from conversations.selectors import attachment_public_url
 
 ADDRESS_PREFIX = {Channel.SMS: "", Channel.WHATSAPP: "whatsapp:", Channel.MESSENGER: "messenger:"}
+
+
+def _recipient_and_sender(message):
+    """(endpoint, To, From) of the conversation; PermanentFailure when it has no Twilio route."""
+    conversation = message.conversation
+    endpoint = twilio_endpoint_for_conversation(conversation)
+    if endpoint is None:
+        raise PermanentFailure(f"no active Twilio {conversation.channel} number is configured for this organisation")
+    address = contact_address_on_channel(conversation.contact, conversation.channel)
+    if address is None:
+        raise PermanentFailure(f"the contact has no {conversation.channel} address to write to")
+    return endpoint, ADDRESS_PREFIX[conversation.channel] + address, endpoint.address
 
 
 def twilio_message_send(message) -> str:
@@ -52,5 +68,39 @@ def twilio_message_send(message) -> str:
     return sent.sid
 
 
+# Our clock and Twilio's differ a little; a match a bit older than the claim is still this send.
+CLOCK_SKEW = timedelta(minutes=2)
+FIND_SENT_LIMIT = 200
+
+
+def twilio_messages_find_sent(message, since: datetime) -> list[str]:
+    """SIDs of messages Twilio holds from our number to the contact with this body, sent at or after
+    `since` (less CLOCK_SKEW), oldest first: GET .../Messages.json?To=&From=&DateSent>=.
+
+    Twilio's DateSent filter takes a day (YYYY-MM-DD), so the day is asked for and the time checked
+    here. A message Twilio accepted but has not sent yet has no date_sent and may not be listed; by
+    the time a claim is in doubt (a minute) Twilio has normally sent it. Raises TemporaryFailure when
+    Twilio cannot be asked now; the caller leaves the message in doubt and asks again later.
+    """
+    endpoint, to, from_ = _recipient_and_sender(message)
+    after = since - CLOCK_SKEW
+    try:
+        listed = twilio_client(endpoint.account_sid, endpoint.auth_token()).messages.list(
+            to=to, from_=from_, date_sent_after=after.date().isoformat(), limit=FIND_SENT_LIMIT
+        )
+    except TwilioRestException as error:
+        raise TemporaryFailure(
+            f"Twilio {error.code or error.status}: {error.msg}", code=str(error.code or "")
+        ) from error
+    except requests.RequestException as error:
+        raise TemporaryFailure(f"Twilio could not be reached: {type(error).__name__}") from error
+    matches = [
+        item for item in listed
+        if item.body == message.body and item.direction != "inbound" and (item.date_sent is None or item.date_sent >= after)
+    ]  # fmt: skip
+    matches.sort(key=lambda item: item.date_sent or item.date_created or after)
+    return [item.sid for item in matches]
+
+
 for channel in ADDRESS_PREFIX:
-    register_sender(channel, twilio_message_send)
+    register_sender(channel, twilio_message_send, find_sent=twilio_messages_find_sent)

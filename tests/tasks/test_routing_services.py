@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 import redis
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from contactcenter import realtime
@@ -452,6 +453,26 @@ def test_routing_is_requested_once_per_transaction_after_commit(in_acme, queue, 
     for callback in callbacks:
         callback()
     assert routing_jobs(broker) == [repr((in_acme.pk,))]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_requests_wait_for_the_routing_job_not_yet_started_and_a_started_run_takes_new_ones(acme, broker):
+    with tenant_context(acme):
+        queue = make_queue("Support")
+        for _ in range(3):  # three transactions commit while the first job waits in the queue
+            with transaction.atomic():
+                routing_request(tenant_id=acme.pk)
+        assert routing_jobs(broker) == [repr((acme.pk,))]
+
+        route(acme)  # the job's run starts: what commits from now on needs a job of its own
+        with transaction.atomic():
+            routing_request(tenant_id=acme.pk)
+        assert routing_jobs(broker) == [repr((acme.pk,))] * 2
+
+        routing_run(tenant_id=acme.pk, queue_ids=[queue.pk])  # a run of some queues covers less
+        with transaction.atomic():
+            routing_request(tenant_id=acme.pk)
+        assert routing_jobs(broker) == [repr((acme.pk,))] * 2
 
 
 @pytest.mark.django_db(transaction=True)
