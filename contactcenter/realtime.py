@@ -195,12 +195,29 @@ def member_event_position(tenant_id: int, membership_id: int) -> str:
     return f"{epoch}:{n}" if epoch and n else ""
 
 
+_LOG_START = """
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then epoch = ARGV[1]; redis.call('SET', KEYS[1], epoch, 'EX', ARGV[2]) end
+redis.call('SET', KEYS[2], 0, 'NX', 'EX', ARGV[2])
+return {epoch, redis.call('GET', KEYS[2])}
+"""
+
+
+def member_event_start(tenant_id: int, membership_id: int) -> str:
+    """The number to give a browser that is redrawn now: the latest one, or, when nothing is logged
+    (Redis lost the log), "<new epoch>:0". Without a number the browser would keep its old one, which
+    names a lost epoch, and every resume (each 10 s) would redraw its screen again."""
+    epoch_key, seq_key, _ = _log_keys(agent_group(tenant_id, membership_id))
+    epoch, n = _redis().eval(_LOG_START, 2, epoch_key, seq_key, secrets.token_hex(4), MEMBER_EVENT_LOG_SECONDS)
+    return f"{epoch}:{n}"
+
+
 def member_events_after(tenant_id: int, membership_id: int, position: str) -> list[dict] | None:
     """The member's events after `position` ({"event", "data", "seq"}, oldest first), or None when
     the gap cannot be served (another epoch, or older than the log keeps): redraw everything then."""
     epoch_key, seq_key, log_key = _log_keys(agent_group(tenant_id, membership_id))
     epoch, _, after = position.partition(":")
-    if not after.isdigit():
+    if not (after.isascii() and after.isdigit()):  # "²" is a digit to isdigit(), not to int()
         return None
     client = _redis()
     current_epoch, current = client.mget(epoch_key, seq_key)

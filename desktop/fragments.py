@@ -11,12 +11,13 @@ append whose message it already shows.
 import hashlib
 import re
 
+from django.db.models import Prefetch
 from django.template.loader import render_to_string
 from django.utils import timezone
 
 from contactcenter import realtime
 from contactcenter.models import Membership
-from conversations.models import Conversation, InternalNote, Message
+from conversations.models import ContactIdentity, Conversation, InternalNote, Message
 from desktop import selectors
 
 TASK_EVENTS = ("offer.", "task.", "agent.", "tasks.", "conversations.")
@@ -77,7 +78,7 @@ def conversation_actions(conversation: Conversation, membership: Membership, *, 
 def conversation_refresh(conversation: Conversation, membership: Membership) -> str:
     """An open conversation redrawn in place (history, actions, context), leaving the reply box and
     its draft alone."""
-    pane = selectors.conversation_pane(conversation, membership)
+    pane = selectors.conversation_pane(conversation, membership, with_templates=False)  # the reply box stays
     return "".join(
         _with_digest(_render(template, membership, pane=pane, c=conversation, oob=True))
         for template in ("pane_state.html", "history.html", "actions.html", "context.html")
@@ -163,25 +164,36 @@ def pane_appended(conversation: Conversation, membership: Membership) -> str:
     return f'<div hx-swap-oob="beforeend:#panes">{conversation_pane(conversation, membership)}</div>'
 
 
-def for_resume(membership: Membership, position: str, open_conversations: list[str]) -> str:
+def for_resume(
+    membership: Membership, position: str, open_conversations: list[str], newest_shown: dict[str, str] | None = None
+) -> tuple[str, str]:
     """What a reconnecting browser missed since `position`: the fragments of the missed events, or,
-    when the gap cannot be served, the whole screen (bar, task list and every open conversation)."""
+    when the gap cannot be served, the whole screen (bar, task list and every open conversation).
+    Returns (the browser's number after it applies them, the HTML; "" when nothing was missed).
+
+    `newest_shown` (open conversation -> the newest message its pane shows) catches what the event
+    log cannot: a message committed by a process killed before its push was numbered. An open
+    conversation whose newest stored message is another one is redrawn too."""
     events = realtime.member_events_after(membership.tenant_id, membership.pk, position)
-    latest = realtime.member_event_position(membership.tenant_id, membership.pk)
     if events is None:
+        latest = realtime.member_event_start(membership.tenant_id, membership.pk)  # read before the rows
         parts = [agent_bar(membership, oob=True), task_list(membership, oob=True)]
         for conversation in _conversations(open_conversations[:20]):
             parts.append(conversation_refresh(conversation, membership))
-        return sequence_marker(latest) + "".join(parts)
-    if not events:
-        return ""
+        return latest, sequence_marker(latest) + "".join(parts)
     parts = []
     if any(_shows_in_task_list(e["event"]) for e in events):
         parts += [agent_bar(membership, oob=True), task_list(membership, oob=True)]
     touched = {e["data"].get("conversation") for e in events} & set(open_conversations)
+    if newest_shown:
+        newest = selectors.newest_messages(list(newest_shown))
+        touched |= {pid for pid, shown in newest_shown.items() if newest.get(pid, "") != shown}
     for conversation in _conversations(touched):
         parts.append(conversation_refresh(conversation, membership))
-    return sequence_marker(events[-1]["seq"]) + "".join(parts)
+    if not parts:
+        return position, ""
+    seq = events[-1]["seq"] if events else position
+    return seq, sequence_marker(seq if events else "") + "".join(parts)
 
 
 def _message(public_id: str) -> Message | None:
@@ -194,8 +206,16 @@ def _ensure_files(message: Message) -> None:
         selectors.attach_files([message])
 
 
+def _with_contact():
+    """Conversations with what their redrawn panes show of the contact: a contact without a name is
+    shown by its first identity, several times a pane (a query each, unprefetched)."""
+    return Conversation.objects.select_related("contact", "assignee__user").prefetch_related(
+        Prefetch("contact__identities", queryset=ContactIdentity.objects.order_by("id"))
+    )
+
+
 def _conversations(public_ids) -> list[Conversation]:
-    return list(Conversation.objects.select_related("contact", "assignee__user").filter(public_id__in=list(public_ids)))
+    return list(_with_contact().filter(public_id__in=list(public_ids)))
 
 
 def _conversation(public_id: str) -> Conversation | None:

@@ -1,6 +1,7 @@
 """What a Twilio webhook stores, through the conversation services (one transaction each), and the
 fetching of the media files its messages announce."""
 
+import functools
 import mimetypes
 
 import requests
@@ -75,8 +76,10 @@ def inbound_media_announce(*, message, endpoint: ChannelEndpoint, media: list[di
         for item in media
     ]
     for row in rows:
-        tenant_id, media_id = row.tenant_id, row.pk
-        transaction.on_commit(lambda: jobs.fetch_inbound_media.delay(tenant_id, media_id))
+        # Bound now, not when the lambda runs: a closure would see the loop's last row for every file.
+        # Robust: the message is stored either way; a broker outage must not turn the webhook into a
+        # 500 for a message we have (the row stays pending; nothing sweeps pending media yet).
+        transaction.on_commit(functools.partial(jobs.fetch_inbound_media.delay, row.tenant_id, row.pk), robust=True)
     return rows
 
 

@@ -88,8 +88,9 @@ def webchat_upload_receive(request, endpoint: ChannelEndpoint) -> JsonResponse:
         event = inbound_event_record(
             request=request, endpoint=endpoint, kind="upload",
             body={
-                "id": request.POST.get("id", "")[:100], "body": request.POST.get("body", "")[:1000],
-                "file": upload and {"name": upload.name[:255], "size": upload.size, "claimed_type": upload.content_type},
+                "id": _loggable(request.POST.get("id", ""))[:100], "body": _loggable(request.POST.get("body", ""))[:1000],
+                "file": upload and {"name": _loggable(upload.name)[:255], "size": upload.size,
+                                    "claimed_type": _loggable(upload.content_type or "")},
             },
         )  # fmt: skip
         visitor_id = visitor_id_from_token(endpoint, request.POST.get("visitor"))
@@ -110,6 +111,12 @@ def webchat_upload_receive(request, endpoint: ChannelEndpoint) -> JsonResponse:
         except DomainError as error:
             return JsonResponse({"error": str(error)}, status=400)
         return JsonResponse({"message": message_frame(message)})
+
+
+def _loggable(text: str) -> str:
+    """The visitor's text as the event log can hold it (PostgreSQL's JSON has no NUL); the form
+    still sees the original and refuses it."""
+    return text.replace("\x00", "\ufffd")
 
 
 def _store(event, store, **fields):

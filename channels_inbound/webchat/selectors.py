@@ -32,8 +32,8 @@ def webchat_endpoint_for(key) -> ChannelEndpoint | None:
     identifies the widget; the caller must still check the Origin against the endpoint's allowed
     origins, and a visitor reaches only their own conversation (their signed token).
     """
-    if not isinstance(key, str) or not key or len(key) > 255:
-        return None
+    if not isinstance(key, str) or not key or len(key) > 255 or "\x00" in key:
+        return None  # (PostgreSQL text cannot hold NUL: no key has one)
     with dangerously_all_tenants():
         return ChannelEndpoint.objects.filter(
             provider=Provider.WEBCHAT, channel=Channel.WEBCHAT, address=key, is_active=True

@@ -1,8 +1,9 @@
 /* The agent desktop's own script: what htmx does not do by itself.
  *
  * - Keeps the number of the last pushed event and, on every (re)connect and every 10 s, asks the
- *   server for anything after it ({"resume": ..., "open": [...]}); the server replays the gap or
- *   redraws the screen. Reconnects after any close, with back-off capped at 4 s.
+ *   server for anything after it ({"resume": ..., "open": [...], "shown": {pane: newest message}});
+ *   the server replays the gap or redraws the screen. Reconnects after any close, with back-off
+ *   capped at 4 s; nothing is sent while the socket is closed.
  * - Drops an appended message or pane the screen already shows (a push and a response can bring
  *   the same one).
  * - Panes: one conversation in front, the others kept (with their drafts) but hidden.
@@ -37,9 +38,27 @@
     });
   }
 
+  // Only on an open socket (`socket` is set on htmx:wsOpen, cleared on htmx:wsClose): the htmx wrapper
+  // queues what is sent while it is closed and sends it all on reconnect, so a long outage would end
+  // in a burst of resumes (each one a redraw) after the one the reconnect sends anyway.
+  function socketOpen() {
+    return socket !== null;
+  }
+
+  // The newest message each open pane shows: the server redraws a pane whose newest stored message
+  // differs (a push lost with no number in the event log: a server killed between commit and push).
+  function shownMessages() {
+    var shown = {};
+    Array.prototype.forEach.call(document.querySelectorAll("[data-pane]"), function (pane) {
+      var messages = pane.querySelectorAll(".history article.msg[id^='msg-']");
+      shown[pane.getAttribute("data-pane")] = messages.length ? messages[messages.length - 1].id.slice(4) : "";
+    });
+    return shown;
+  }
+
   function sendResume() {
-    if (!socket) return;
-    socket.send(JSON.stringify({ resume: lastSeq, open: openPaneIds() }));
+    if (!socketOpen()) return;
+    socket.send(JSON.stringify({ resume: lastSeq, open: openPaneIds(), shown: shownMessages() }));
     announce(false);
   }
 
@@ -47,7 +66,7 @@
   var lastTyping = 0;
   function announce(typing) {
     var id = activePaneId();
-    if (!socket || !id) return;
+    if (!socketOpen() || !id) return;
     if (typing) {
       if (Date.now() - lastTyping < 3000) return;
       lastTyping = Date.now();
@@ -302,6 +321,7 @@
       sendResume();
     });
     root.addEventListener("htmx:wsClose", function (event) {
+      socket = null;
       if (status) { status.textContent = "Reconnecting…"; status.className = "connection down"; }
       var code = event.detail.event.code;
       if (code === 4401 || code === 4403) { window.location.reload(); return; }

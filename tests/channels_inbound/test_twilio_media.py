@@ -1,6 +1,10 @@
 """Media announced by inbound messages is fetched with retries, stored once, and never silently lost."""
 
+import json
+
 import pytest
+import redis
+from django.conf import settings
 from django.test import override_settings
 
 from channels_inbound.models import InboundMedia, MediaFetchStatus
@@ -28,6 +32,16 @@ def announce(twilio, acme, urls_and_types) -> list[InboundMedia]:
     assert twilio.post(MESSAGING, fields).status_code == 200
     with tenant_context(acme):
         return list(InboundMedia.objects.select_related("endpoint", "message").order_by("pk"))
+
+
+@pytest.fixture
+def broker():
+    """The real Celery broker list on Redis (this test run's own queue), emptied first."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.delete(settings.CELERY_TASK_DEFAULT_QUEUE)
+    yield client
+    client.delete(settings.CELERY_TASK_DEFAULT_QUEUE)
+    client.close()
 
 
 def fetch(acme, media, **kwargs) -> InboundMedia:
@@ -78,3 +92,16 @@ def test_the_last_attempt_of_a_temporary_failure_is_recorded(twilio, fake_twilio
     fake_twilio.fail_next(503, 20503, "Service unavailable")
     failed = fetch(acme, media, final_attempt=True)
     assert failed.status == MediaFetchStatus.FAILED and "503" in failed.last_error
+
+
+def test_each_file_of_one_message_gets_a_fetch_job_of_its_own(
+    twilio, fake_twilio, acme_sms, acme, broker, django_capture_on_commit_callbacks
+):
+    # Two files in one MMS: a callback closing over the loop variable enqueued the last one twice.
+    first = fake_twilio.add_media(ACME_SID, "image/png", PNG)
+    second = fake_twilio.add_media(ACME_SID, "image/png", PNG + b"2")
+    with django_capture_on_commit_callbacks(execute=True):
+        media = announce(twilio, acme, [(first, "image/png"), (second, "image/png")])
+    jobs = [json.loads(raw)["headers"] for raw in broker.lrange(settings.CELERY_TASK_DEFAULT_QUEUE, 0, -1)]
+    fetches = sorted(job["argsrepr"] for job in jobs if job["task"] == "channels_inbound.jobs.fetch_inbound_media")
+    assert fetches == sorted(repr((acme.pk, row.pk)) for row in media)
