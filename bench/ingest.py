@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import random
 import re
 import threading
@@ -46,6 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--connections", type=int, default=32, help="most keep-alive connections of the client")
     parser.add_argument("--raw-seconds", type=float, default=10.0, help="length of each raw-insert measurement")
     parser.add_argument("--web-args", default="", help="extra arguments for the web server (uvicorn)")
+    parser.add_argument("--rls-rounds", type=int, default=0,
+                        help="instead of the rising rates: N rounds alternating row-level security on (the app role) "
+                             "and off (DATABASE_APP_ROLE='': the superuser, whom no policy binds); per-webhook time "
+                             "at a light rate and capacity under a flood, 'off' as the limit")  # fmt: skip
+    parser.add_argument("--rls-seconds", type=float, default=10.0, help="length of each light-rate measurement")
+    parser.add_argument("--flood-rate", type=float, default=150.0, help="offered msgs/s of the flood (4 s of it)")
 
 
 def measure(stage: Stage, options: argparse.Namespace) -> list[Figure]:
@@ -54,6 +61,8 @@ def measure(stage: Stage, options: argparse.Namespace) -> list[Figure]:
     if options.quick:
         options.rates, options.seconds, options.raw_seconds = "50,100,200", 3.0, 3.0
     tenants = tenants_with_sms(TENANTS)
+    if options.rls_rounds:
+        return rls_overhead(stage, tenants, options)
     mix = capture_webhook_inserts(tenants[0])
     say(f"a webhook from a new sender inserts into {', '.join(mix['new']['tables'])}; "
         f"from a returning sender into {', '.join(mix['repeat']['tables'])}")  # fmt: skip
@@ -112,8 +121,9 @@ def kept_up(step: dict) -> bool:
     )
 
 
-def write_requests(path, tenants, base_url: str, count: int, seed: int = 8) -> None:
-    """`count` signed webhooks: new senders, returning senders (REPEAT_SHARE) and retries (DUPLICATE_SHARE)."""
+def write_requests(path, tenants, base_url: str, count: int, seed: int = 8, sender_prefix: str = "555") -> None:
+    """`count` signed webhooks: new senders, returning senders (REPEAT_SHARE) and retries (DUPLICATE_SHARE).
+    New senders are +1<sender_prefix><n>: another prefix, other people."""
     from bench.fixtures import signed_sms
 
     rng = random.Random(seed)
@@ -128,13 +138,69 @@ def write_requests(path, tenants, base_url: str, count: int, seed: int = 8) -> N
                 if seen and roll < DUPLICATE_SHARE + REPEAT_SHARE:
                     k, sender = rng.choice(seen[-5000:])
                 else:
-                    k, sender = rng.randrange(len(tenants)), f"+1555{n:07d}"
+                    k, sender = rng.randrange(len(tenants)), f"+1{sender_prefix}{n:07d}"
                     seen.append((k, sender))
                 item = signed_sms(tenants[k], base_url=base_url, sender=sender, body=rng.choice(BODIES))
                 sent.append(item)
             file.write(
                 json.dumps({"body": item["body"], "headers": item["headers"], "key": item["fields"]["From"]}) + "\n"
             )
+
+
+# --- row-level security: its cost, measured against the same server with the policies out of force ----
+
+LIGHT_RATE = 10.0
+FLOOD_SECONDS = 4.0
+
+
+def rls_overhead(stage: Stage, tenants, options: argparse.Namespace) -> list[Figure]:
+    """Rounds of the same traffic through a web process with row-level security in force (the app role,
+    as deployed) and one without (DATABASE_APP_ROLE="": it stays the login superuser, whom no policy
+    binds; the backend still sends the tenant settings, so only the policies' own cost differs). The
+    order flips every round, so drift on a shared box falls on both sides alike."""
+    from statistics import median
+
+    if options.quick:
+        options.rls_rounds, options.rls_seconds, options.flood_rate = 1, 4.0, 60.0
+    port = harness.free_port()  # one URL for every web process, so requests are signed once per round
+    base_url = f"http://127.0.0.1:{port}"
+    results: dict[str, dict[str, list[float]]] = {
+        mode: {"p50": [], "p99": [], "capacity": []} for mode in ("on", "off")
+    }
+    prefixes = itertools.count(600)
+    for round_number in range(options.rls_rounds):
+        for mode in ("on", "off") if round_number % 2 == 0 else ("off", "on"):
+            env = {"DATABASE_POOL_MAX_SIZE": "10"} | ({"DATABASE_APP_ROLE": ""} if mode == "off" else {})
+            web = stage.start_web(options.web_args.split(), port=port, **env)
+            light, flood = stage.workdir / "light.jsonl", stage.workdir / "flood.jsonl"
+            write_requests(light, tenants, base_url, int(2 * LIGHT_RATE * options.rls_seconds) + 50,
+                           seed=round_number, sender_prefix=str(next(prefixes)))  # fmt: skip
+            write_requests(flood, tenants, base_url, int(options.flood_rate * FLOOD_SECONDS) + 50,
+                           seed=round_number, sender_prefix=str(next(prefixes)))  # fmt: skip
+            url = web.url + "/webhooks/twilio/messaging"
+            # Two light steps: the first warms the process up (imports, the pool's connections), the second counts.
+            calm = stage.run_client("bench.http_load", ["--url", url, "--requests", str(light), "--rates",
+                                    f"{LIGHT_RATE},{LIGHT_RATE}", "--seconds", str(options.rls_seconds),
+                                    "--connections", "8"])["steps"][-1]  # fmt: skip
+            storm = stage.run_client("bench.http_load", ["--url", url, "--requests", str(flood), "--rates",
+                                     str(options.flood_rate), "--seconds", str(FLOOD_SECONDS),
+                                     "--connections", "16"])["steps"][-1]  # fmt: skip
+            stage.stop(web)
+            results[mode]["p50"].append(calm["p50_ms"])
+            results[mode]["p99"].append(calm["p99_ms"])
+            results[mode]["capacity"].append(storm["achieved_per_s"])
+            say(f"round {round_number + 1}, RLS {mode:<3}: at {LIGHT_RATE:g}/s p50 {calm['p50_ms']:.1f} ms, "
+                f"p99 {calm['p99_ms']:.1f} ms (errors {calm['errors']}, statuses {calm['statuses']}); flood of "
+                f"{options.flood_rate:g}/s answered {storm['achieved_per_s']:.1f}/s 2xx (statuses {storm['statuses']}, "
+                f"errors {storm['errors']}); load {os.getloadavg()[0]:.1f}")  # fmt: skip
+    on, off = ({k: median(v) for k, v in results[m].items()} for m in ("on", "off"))
+    rounds = f"median of {options.rls_rounds} round(s)"
+    return [
+        Figure(f"ingest, RLS on: p50 at {LIGHT_RATE:g} msgs/s", on["p50"], "ms", off["p50"], "RLS off (superuser)",
+               note=f"{rounds}; p99 {on['p99']:.1f} ms on, {off['p99']:.1f} ms off"),
+        Figure("ingest, RLS on: msgs/s answered under a flood", on["capacity"], "msgs/s", off["capacity"],
+               "RLS off (superuser)", note=f"{rounds}; {options.flood_rate:g} msgs/s offered for {FLOOD_SECONDS:g} s"),
+    ]  # fmt: skip
 
 
 # --- the raw limit: the same INSERTs with plain psycopg -------------------------------------------------

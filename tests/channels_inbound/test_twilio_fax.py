@@ -1,7 +1,6 @@
 """Inbound faxes: a message on a fax task, the PDF fetched and attached once."""
 
 import pytest
-from django.test import override_settings
 
 from channels_inbound.models import Channel, InboundMedia, MediaFetchStatus
 from channels_inbound.twilio.services import inbound_media_fetch
@@ -9,7 +8,6 @@ from contactcenter.tenancy import tenant_context
 from conversations.models import Message
 from tasks.models import Queue, Task, TaskStatus
 from tests.channels_inbound.conftest import ACME_SID, ACME_TOKEN, GLOBEX_TOKEN, make_endpoint
-from tests.fakes.twilio_api import FakeTwilioApi
 
 FAX = "/webhooks/twilio/fax"
 ACME_FAX = "+15005550021"
@@ -21,14 +19,6 @@ def acme_fax(acme):
     make_endpoint(acme, address=ACME_FAX, account_sid=ACME_SID, token=ACME_TOKEN, channel=Channel.FAX)
     with tenant_context(acme):
         return Queue.objects.create(tenant=acme, name="Back office", channels=["fax", "email"])
-
-
-@pytest.fixture
-def fake_twilio():
-    api = FakeTwilioApi({ACME_SID: ACME_TOKEN}).start()
-    with override_settings(TWILIO_API_BASE_URL=api.base_url):
-        yield api
-    api.stop()
 
 
 def inbound_fax(fake_twilio, *, to=ACME_FAX, **extra) -> dict:

@@ -3,26 +3,15 @@
 import json
 
 import pytest
-import redis
 from django.conf import settings
-from django.test import override_settings
 
 from channels_inbound.models import InboundMedia, MediaFetchStatus
 from channels_inbound.twilio.services import MediaFetchFailed, inbound_media_fetch
 from contactcenter.tenancy import tenant_context
-from tests.channels_inbound.conftest import ACME_SID, ACME_TOKEN, inbound_sms
-from tests.fakes.twilio_api import FakeTwilioApi
+from tests.channels_inbound.conftest import ACME_SID, inbound_sms
 
 MESSAGING = "/webhooks/twilio/messaging"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
-
-
-@pytest.fixture
-def fake_twilio():
-    api = FakeTwilioApi({ACME_SID: ACME_TOKEN}).start()
-    with override_settings(TWILIO_API_BASE_URL=api.base_url):
-        yield api
-    api.stop()
 
 
 def announce(twilio, acme, urls_and_types) -> list[InboundMedia]:
@@ -32,16 +21,6 @@ def announce(twilio, acme, urls_and_types) -> list[InboundMedia]:
     assert twilio.post(MESSAGING, fields).status_code == 200
     with tenant_context(acme):
         return list(InboundMedia.objects.select_related("endpoint", "message").order_by("pk"))
-
-
-@pytest.fixture
-def broker():
-    """The real Celery broker list on Redis (this test run's own queue), emptied first."""
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    client.delete(settings.CELERY_TASK_DEFAULT_QUEUE)
-    yield client
-    client.delete(settings.CELERY_TASK_DEFAULT_QUEUE)
-    client.close()
 
 
 def fetch(acme, media, **kwargs) -> InboundMedia:

@@ -1,7 +1,7 @@
 """Agent replies reach Twilio's REST API (a local server speaking its wire format) correctly."""
 
 import pytest
-from django.test import Client, override_settings
+from django.test import Client
 
 from channels_inbound.models import Channel
 from contactcenter.tenancy import tenant_context
@@ -17,17 +17,8 @@ from tests.channels_inbound.conftest import (
     inbound_sms,
     make_endpoint,
 )
-from tests.fakes.twilio_api import FakeTwilioApi
 
 MESSAGING = "/webhooks/twilio/messaging"
-
-
-@pytest.fixture
-def fake_twilio():
-    api = FakeTwilioApi({ACME_SID: ACME_TOKEN, GLOBEX_SID: GLOBEX_TOKEN}).start()
-    with override_settings(TWILIO_API_BASE_URL=api.base_url):
-        yield api
-    api.stop()
 
 
 def conversation_from_inbound(twilio, acme, fields):

@@ -24,7 +24,6 @@ from tests.channels_inbound.conftest import (
     TwilioSigner,
     make_endpoint,
 )
-from tests.fakes.twilio_api import FakeTwilioApi
 
 VOICE, VOICE_STATUS = "/webhooks/twilio/voice", "/webhooks/twilio/voice/status"
 ACME_LINE, GLOBEX_LINE = "+15005550011", "+15005550012"
@@ -44,14 +43,6 @@ def globex_line(globex):
     make_endpoint(globex, address=GLOBEX_LINE, account_sid=GLOBEX_SID, token=GLOBEX_TOKEN, channel=Channel.VOICE)
     with tenant_context(globex):
         Queue.objects.create(tenant=globex, name="Calls", channels=["voice"])
-
-
-@pytest.fixture
-def fake_twilio():
-    api = FakeTwilioApi({ACME_SID: ACME_TOKEN, GLOBEX_SID: GLOBEX_TOKEN}).start()
-    with override_settings(TWILIO_API_BASE_URL=api.base_url):
-        yield api
-    api.stop()
 
 
 @pytest.fixture

@@ -7,9 +7,7 @@ import json
 from datetime import timedelta
 
 import pytest
-import redis
 from django.conf import settings
-from django.test import override_settings
 from django.utils import timezone
 
 from channels_inbound.twilio.sender import twilio_message_send, twilio_messages_find_sent
@@ -17,19 +15,10 @@ from conversations import delivery
 from conversations.jobs import deliver_outbound_message, recover_outbound_messages
 from conversations.models import ActivityKind, DeliveryStatus, Message
 from conversations.services import message_delivery_update, message_send_reply, outbound_messages_recover
-from tests.channels_inbound.conftest import ACME_NUMBER, ACME_SID, ACME_TOKEN, GLOBEX_SID, GLOBEX_TOKEN, make_endpoint
+from tests.channels_inbound.conftest import ACME_NUMBER, ACME_SID, ACME_TOKEN, make_endpoint
 from tests.conversations.conftest import activity_after, activity_mark, make_contact, make_conversation
-from tests.fakes.twilio_api import FakeTwilioApi
 
 CUSTOMER = "+15551230001"
-
-
-@pytest.fixture
-def fake_twilio():
-    api = FakeTwilioApi({ACME_SID: ACME_TOKEN, GLOBEX_SID: GLOBEX_TOKEN}).start()
-    with override_settings(TWILIO_API_BASE_URL=api.base_url):
-        yield api
-    api.stop()
 
 
 @pytest.fixture
@@ -40,16 +29,6 @@ def twilio_sms_sender():
     yield
     if previous is not None:
         delivery.register_sender("sms", previous)
-
-
-@pytest.fixture
-def broker():
-    """The real Celery broker list on Redis (this test run's own queue), emptied first and after."""
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    client.delete(settings.CELERY_TASK_DEFAULT_QUEUE)
-    yield client
-    client.delete(settings.CELERY_TASK_DEFAULT_QUEUE)
-    client.close()
 
 
 @pytest.fixture

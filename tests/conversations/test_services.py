@@ -4,7 +4,6 @@ import json
 from datetime import timedelta
 
 import pytest
-import redis
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -227,15 +226,6 @@ def test_a_closed_conversation_takes_no_message(in_acme):
 
 
 # --- outbound messages ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def broker():
-    """The real Celery broker list on Redis (this test run's own queue), emptied first."""
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    client.delete(settings.CELERY_TASK_DEFAULT_QUEUE)
-    yield client
-    client.delete(settings.CELERY_TASK_DEFAULT_QUEUE)
 
 
 def enqueued_jobs(client) -> list[tuple[str, str]]:

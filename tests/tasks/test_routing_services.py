@@ -5,7 +5,6 @@ import json
 from datetime import timedelta
 
 import pytest
-import redis
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -46,7 +45,7 @@ from tasks.services import (
 )
 from tests.conftest import make_member
 from tests.conversations.conftest import activity_after, activity_mark, make_conversation, make_queue
-from tests.tasks.routing_helpers import expire, make_agent, offers_of, only_offer, waiting_task
+from tests.tasks.routing_helpers import expire, make_agent, waiting_task
 
 A = AgentStatus
 OS = OfferStatus
@@ -426,14 +425,6 @@ def test_an_inbound_message_makes_one_task_with_its_sla_deadlines(in_acme, queue
     assert (task.status, task.priority, task.queue_id) == (TaskStatus.PENDING, "critical", queue.pk)
     assert task.first_response_due_at == conversation.waiting_since + timedelta(seconds=queue.sla_urgent_seconds)
     assert task.sla_warning_at == task.first_response_due_at - timedelta(seconds=queue.sla_warning_seconds)
-
-
-@pytest.fixture
-def broker():
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    client.delete(settings.CELERY_TASK_DEFAULT_QUEUE)
-    yield client
-    client.delete(settings.CELERY_TASK_DEFAULT_QUEUE)
 
 
 def routing_jobs(client) -> list[str]:
