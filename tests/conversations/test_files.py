@@ -7,7 +7,7 @@ from conversations.files import AttachmentNotAllowed, outbound_file_check, sniff
 from conversations.models import DeliveryStatus, Message
 from conversations.services import message_delivery_retry, message_delivery_update, message_send_reply
 from tests.conversations.conftest import snapshot
-from tests.conversations.test_services import broker, enqueued_jobs  # noqa: F401 - broker is a fixture
+from tests.conversations.test_services import enqueued_jobs
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 PDF = b"%PDF-1.7\n" + b"x" * 32
