@@ -24,7 +24,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Min
+from django.db.models import Case, Max, Min, Value, When
 from django.utils import timezone
 from django.utils.text import get_valid_filename
 
@@ -53,6 +53,7 @@ from conversations.identities import (
 )
 from conversations.markup import mentioned_usernames, render_note_html
 from conversations.models import (
+    Activity,
     ActivityKind,
     Attachment,
     Contact,
@@ -363,6 +364,44 @@ def conversation_set_priority(
         )  # fmt: skip
         _push_conversation(conversation, "conversation.priority")
     return conversation
+
+
+def conversations_set_priority_locked(
+    *, changes: Sequence[tuple[Conversation, Task | None, str]], via: str, reason: str
+) -> list[Activity]:
+    """The bulk form of conversation_set_priority, for a sweep raising many priorities at once.
+
+    The caller holds the locks of every conversation and task named (conversation first, as
+    conversation_set_priority takes them) and passes, per conversation, its active task (or None) and
+    the new priority; an unchanged priority is skipped. Two UPDATEs whatever the count; the task's
+    priority follows as in the single form. Returns the `priority` activity rows unsaved, for the
+    caller to write with its own rows in one INSERT (activity_record_many) in the same transaction.
+    Pushes `conversation.priority` on commit, as the single form does.
+    """
+    changes = [(c, task, new) for c, task, new in changes if c.priority != new]
+    if not changes:
+        return []
+    for _, _, new in changes:
+        ConversationPriority(new)  # refuses an unknown priority
+    now = timezone.now()
+    Conversation.objects.filter(pk__in=[c.pk for c, _, _ in changes]).update(
+        priority=Case(*(When(pk=c.pk, then=Value(new)) for c, _, new in changes)), updated_at=now
+    )
+    with_task = [(task, new) for _, task, new in changes if task is not None]
+    if with_task:
+        Task.objects.filter(pk__in=[task.pk for task, _ in with_task]).update(
+            priority=Case(*(When(pk=task.pk, then=Value(CONVERSATION_TO_TASK_PRIORITY[new])) for task, new in with_task)),
+            updated_at=now,
+        )
+    rows = []
+    for conversation, task, new in changes:
+        rows.append(activity_new(kind=ActivityKind.PRIORITY, conversation=conversation, task=task, via=via,
+                                 old=conversation.priority, new=new, reason=reason))  # fmt: skip
+        conversation.priority = new
+        if task is not None:
+            task.priority = CONVERSATION_TO_TASK_PRIORITY[new]
+        _push_conversation(conversation, "conversation.priority")
+    return rows
 
 
 def _clean_tags(tags: Iterable[str]) -> list[str]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import Case, DateTimeField, ExpressionWrapper, F, QuerySet, Value, When
+from django.db.models import DateTimeField, ExpressionWrapper, F, QuerySet, Value
 from django.utils import timezone
 
 from contactcenter import realtime
@@ -308,8 +308,7 @@ def _sla_breach_many(due: list[Task]) -> int:
     where the queue raises priority, the conversation's `priority` row (the task's priority follows),
     in one INSERT. Pushes `conversation.priority` and `task.escalated` as the single forms do, on commit.
     """
-    from conversations.services import conversation_transfer
-    from tasks.services import CONVERSATION_TO_TASK_PRIORITY
+    from conversations.services import conversation_transfer, conversations_set_priority_locked
 
     task_ids, conversation_ids = [task.pk for task in due], {task.conversation_id for task in due} - {None}
     conversations = {
@@ -341,28 +340,11 @@ def _sla_breach_many(due: list[Task]) -> int:
                                  new=getattr(queue, "name", ""), reason=SLA_ESCALATION))  # fmt: skip
         if queue is not None and queue.escalation_raises_priority and conversation.priority in PRIORITY_ABOVE:
             raised[task] = (conversation.priority, PRIORITY_ABOVE[conversation.priority])
-    if raised:
-        Conversation.objects.filter(pk__in=[task.conversation_id for task in raised]).update(
-            priority=Case(*(When(pk=task.conversation_id, then=Value(new)) for task, (_, new) in raised.items())),
-            updated_at=now,
-        )
-        Task.objects.filter(pk__in=[task.pk for task in raised]).update(
-            priority=Case(
-                *(When(pk=task.pk, then=Value(CONVERSATION_TO_TASK_PRIORITY[new])) for task, (_, new) in raised.items())
-            ),
-            updated_at=now,
-        )
-        for task, (old, new) in raised.items():
-            conversation = conversations[task.conversation_id]
-            conversation.priority, task.priority = new, CONVERSATION_TO_TASK_PRIORITY[new]
-            rows.append(activity_new(kind=ActivityKind.PRIORITY, conversation=conversation, task=task, via=Via.SYSTEM,
-                                     old=old, new=new, reason=SLA_ESCALATION))  # fmt: skip
-            data = {"conversation": conversation.public_id, "status": conversation.status}
-            realtime.push_to_supervisors(task.tenant_id, event="conversation.priority", data=data)
-            if conversation.assignee_id:
-                realtime.push_to_member(
-                    task.tenant_id, conversation.assignee_id, event="conversation.priority", data=data
-                )
+    rows += conversations_set_priority_locked(
+        changes=[(conversations[task.conversation_id], task, new) for task, (_, new) in raised.items()],
+        via=Via.SYSTEM,
+        reason=SLA_ESCALATION,
+    )
     activity_record_many(rows)
     for task in escalated:
         queue = queues.get(task.queue_id)
