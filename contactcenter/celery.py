@@ -1,9 +1,10 @@
 """The one Celery app. Jobs live in each app's jobs.py and only call services."""
 
+import logging
 import os
 
 from celery import Celery
-from celery.signals import task_postrun
+from celery.signals import after_setup_logger, task_postrun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "contactcenter.settings")
 
@@ -31,7 +32,7 @@ app.conf.CELERY_DB_REUSE_MAX = 10_000
 # action once, because the services it calls claim each due row with a compare-and-set.
 # `expires` drops a run still queued when the next one is due, so a stalled worker does not come back
 # to a backlog of identical sweeps.
-app.conf.beat_schedule = {
+BEAT_SCHEDULE = {
     "sweep-due-timers": {"task": "tasks.jobs.sweep_due_timers", "schedule": 0.5, "options": {"expires": 2.0}},
     "deliver-due-scheduled-messages": {
         "task": "conversations.jobs.deliver_due_scheduled_messages",
@@ -50,6 +51,7 @@ app.conf.beat_schedule = {
         "options": {"expires": 10.0},
     },
 }
+app.conf.beat_schedule = BEAT_SCHEDULE
 
 
 @task_postrun.connect
@@ -62,3 +64,25 @@ def job_connections_return(sender=None, **kwargs) -> None:
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+class PeriodicJobsQuiet(logging.Filter):
+    """Leaves out the INFO lines (sent, received, succeeded) of the periodic sweeps, which run several
+    times a second and would bury everything else in the output of `./switchboard run`. Their
+    warnings and errors still show, as does every line of every other job."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.INFO:
+            return True
+        args = record.args.values() if isinstance(record.args, dict) else record.args or ()
+        return not any(isinstance(arg, str) and arg in PERIODIC_JOBS for arg in args)
+
+
+PERIODIC_JOBS = {entry["task"] for entry in BEAT_SCHEDULE.values()} | set(BEAT_SCHEDULE)
+
+
+@after_setup_logger.connect
+def periodic_jobs_quiet(logger=None, **kwargs) -> None:
+    for handler in logger.handlers:
+        handler.addFilter(PeriodicJobsQuiet())
+

@@ -1,5 +1,7 @@
 """Settings readers fail loudly on a bad value instead of running with a different one."""
 
+import logging
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
@@ -62,3 +64,19 @@ def test_database_url_with_a_unix_socket_directory():
 def test_database_url_without_a_database_name_is_refused():
     with pytest.raises(ImproperlyConfigured, match="names no database"):
         database_settings_from_url("postgres://localhost:5432/")
+
+
+def test_the_run_output_leaves_out_the_info_lines_of_periodic_sweeps_only():
+    from contactcenter.celery import PeriodicJobsQuiet
+
+    def record(level, message, args):
+        return logging.LogRecord("celery", level, __file__, 1, message, args, None)
+
+    quiet = PeriodicJobsQuiet()
+    sweep = "tasks.jobs.sweep_due_timers"
+    assert not quiet.filter(record(logging.INFO, "Task %(name)s[%(id)s] succeeded", {"name": sweep, "id": "1"}))
+    assert not quiet.filter(record(logging.INFO, "Scheduler: Sending due task %s (%s)", ("sweep-due-timers", sweep)))
+    assert quiet.filter(record(logging.ERROR, "Task %(name)s[%(id)s] raised", {"name": sweep, "id": "1"}))
+    delivery = "conversations.jobs.deliver_outbound_message"
+    assert quiet.filter(record(logging.INFO, "Task %(name)s[%(id)s] succeeded", {"name": delivery, "id": "2"}))
+    assert quiet.filter(record(logging.INFO, "celery@host ready.", None))
