@@ -8,7 +8,8 @@ channel) and 1k / 10k / 50k / 100k pending conversation tasks spread over the 50
 each size adds to the last). At each size, with 1 and then 4 routers (processes, as Celery workers
 would be) each calling `routing_run(tenant_id=...)` for each of --tenants-per-round tenants in an order
 of its own, until each of them has been routed by every router. A run locks its tasks and agents (SKIP LOCKED), decides
-(tasks.routing.choose_offers), writes the offers and activity rows and pushes `offer.new` on commit;
+(tasks.routing.choose_offers), writes the offers, reservations and activity rows (a fixed number of
+statements per run) and pushes one `offer.new` per agent and one `tasks.status` on commit;
 a tenant's run fills its 20 agents (up to 60 offers per channel). Between rounds offers, reservations
 and activity rows are reset with plain SQL.
 

@@ -684,10 +684,12 @@ def routing_run(*, tenant_id: int, queue_ids=None) -> list[Offer]:
     2. Reads, for those agents, their load per channel and wrap-up (one aggregate query), skills,
        served ∩ allowed queues; for those tasks, VIP (from the contact), who declined or let an
        offer time out, who holds a pending offer, and for sticky queues each contact's last agent.
-    3. Calls the pure `tasks.routing.choose_offers` and applies its decisions: one Offer each
-       (expires_at = now + the queue's offer_timeout_seconds, with the choice's explanation), the
-       task pending → reserved (task_transition, one `status` row naming the agents), one `status`
-       row per offer ("offer pending", with the explanation), `offer.new` pushed to each agent.
+    3. Calls the pure `tasks.routing.choose_offers` and applies its decisions (_offers_make, in a
+       fixed number of statements): one Offer each (expires_at = now + the queue's
+       offer_timeout_seconds, with the choice's explanation), the tasks pending → reserved
+       (task_transition_many, one `status` row per task naming its agents, one `tasks.status` push
+       to supervisors), one `status` row per offer ("offer pending", with the explanation), and one
+       `offer.new` to each agent listing their new offers (`data.offers`).
     Pick-mode queues are left out (agents pick). Auto-answer queues make one offer per task and
     accept it right after the commit through offer_accept (its own transaction: it locks the
     conversation before the task, which this run must not do while holding task locks).
@@ -858,7 +860,9 @@ def _queue_rules(queue: Queue) -> routing.QueueRules:
 def _last_handlers(tasks, queue_by_id) -> dict[int, int]:
     """For sticky queues: contact → the agent of the contact's most recent handled conversation task."""
     contacts = {
-        task.contact for task, _ in tasks if task.contact and queue_by_id[task.queue_id].strategy == RoutingStrategy.STICKY
+        task.contact
+        for task, _ in tasks
+        if task.contact and queue_by_id[task.queue_id].strategy == RoutingStrategy.STICKY
     }
     if not contacts:
         return {}
@@ -875,39 +879,56 @@ def _last_handlers(tasks, queue_by_id) -> dict[int, int]:
 
 
 def _offers_make(decisions, tasks, queue_by_id, now) -> list[Offer]:
-    by_task: dict[int, list[routing.OfferDecision]] = defaultdict(list)
-    for decision in decisions:
-        by_task[decision.task_id].append(decision)
+    """Apply a run's decisions in a fixed number of statements, however many offers: the offers in
+    one INSERT, the pending tasks → reserved through task_transition_many, every activity row in one
+    INSERT, and on commit one `offer.new` per agent (all their offers, push_to_members) and one
+    `tasks.status` to supervisors. A statement and a push per offer made a decision cost ~7 ms
+    (bench/README.md, routing)."""
+    if not decisions:
+        return []
     names = {
         m.pk: m.display_name
         for m in Membership.objects.filter(pk__in={d.agent_id for d in decisions}).select_related("user")
     }
-    made = []
-    for task_id, chosen in by_task.items():
-        task = tasks[task_id][0]
-        queue = queue_by_id[task.queue_id]
-        expires_at = now + timedelta(seconds=queue.offer_timeout_seconds)
-        offers = Offer.objects.bulk_create(
-            Offer(tenant_id=task.tenant_id, task=task, agent_id=d.agent_id, created_at=now, expires_at=expires_at,
-                  explanation=d.explanation)
-            for d in chosen
-        )  # fmt: skip
-        who = ", ".join(names[d.agent_id] for d in chosen)
-        if task.status == S.PENDING:
-            task_transition(task=task, to_status=S.RESERVED, via=Via.SYSTEM, reason=f"Offered to {who}.")
-        for offer in offers:
-            offer.task = task
-            activity_record(
-                kind=ActivityKind.STATUS, task=task, via=Via.SYSTEM, new=f"offer {OS.PENDING}",
-                reason=f"Offered to {names[offer.agent_id]} until {expires_at:%H:%M:%S} UTC. {offer.explanation}",
+    expires_at_of = {
+        d.task_id: now + timedelta(seconds=queue_by_id[tasks[d.task_id][0].queue_id].offer_timeout_seconds)
+        for d in decisions
+    }
+    offers = Offer.objects.bulk_create(
+        Offer(tenant_id=tasks[d.task_id][0].tenant_id, task=tasks[d.task_id][0], agent_id=d.agent_id, created_at=now,
+              expires_at=expires_at_of[d.task_id], explanation=d.explanation)
+        for d in decisions
+    )  # fmt: skip
+    by_task: dict[int, list[Offer]] = defaultdict(list)
+    for offer in offers:
+        by_task[offer.task_id].append(offer)
+    offer_rows, offered_to = [], defaultdict(list)
+    for task_id, made in by_task.items():
+        task, expires_at = tasks[task_id][0], expires_at_of[task_id]
+        for offer in made:
+            offer_rows.append(
+                activity_new(kind=ActivityKind.STATUS, task=task, via=Via.SYSTEM, new=f"offer {OS.PENDING}",
+                             reason=f"Offered to {names[offer.agent_id]} until {expires_at:%H:%M:%S} UTC. "
+                                    f"{offer.explanation}")
             )  # fmt: skip
-            realtime.push_to_member(
-                task.tenant_id, offer.agent_id, event="offer.new",
-                data={"offer": offer.public_id, "task": task.public_id, "channel": task.channel,
-                      "expires_at": expires_at.isoformat(), "explanation": offer.explanation},
+            offered_to[offer.agent_id].append(
+                {"offer": offer.public_id, "task": task.public_id, "channel": task.channel,
+                 "expires_at": expires_at.isoformat(), "explanation": offer.explanation}
             )  # fmt: skip
-        made += offers
-    return made
+    reserved = [tasks[task_id][0] for task_id in by_task if tasks[task_id][0].status == S.PENDING]
+    task_transition_many(
+        tasks=reserved, to_status=S.RESERVED, via=Via.SYSTEM,
+        reasons={task.pk: f"Offered to {', '.join(names[o.agent_id] for o in by_task[task.pk])}." for task in reserved},
+        rows_after=offer_rows,
+    )  # fmt: skip
+    for offer in offers:
+        offer.task = tasks[offer.task_id][0]
+    realtime.push_to_members(
+        tasks[decisions[0].task_id][0].tenant_id,
+        {agent_id: {"offers": made} for agent_id, made in offered_to.items()},
+        event="offer.new",
+    )
+    return offers
 
 
 # --- routing: offers ----------------------------------------------------------------------------------
@@ -1095,24 +1116,30 @@ def _task_back_to_queue(task: Task, *, reason: str, actor=None) -> None:
 
 
 def task_transition_many(
-    *, tasks: list[Task], to_status: str, via: str | None = None, reasons: dict[int, str], rows_before: list = ()
+    *,
+    tasks: list[Task],
+    to_status: str,
+    via: str | None = None,
+    reasons: dict[int, str],
+    rows_before: list = (),
+    rows_after: list = (),
 ) -> None:
-    """The bulk form of task_transition for moves that need no per-task fields (→ pending, → canceled):
-    the same checks, row, side effects and pushes, in a fixed number of statements.
+    """The bulk form of task_transition for moves that need no per-task fields (→ pending, → reserved,
+    → canceled): the same checks, row, side effects and pushes, in a fixed number of statements.
 
     Callers hold the tasks' row locks and pass each as they saw it. Checks TASK_TRANSITIONS for every
     task (TransitionNotAllowed, nothing written). Compare-and-set per seen status; when any task moved
     meanwhile, ChangedMeanwhile (the caller's savepoint undoes the rest). Leaving reserved cancels the
     tasks' pending offers; → pending or out of assigned/wrapping requests routing once; into or out
     of pending tells the queues' waiting webchat visitors. Writes one `status` row per task (old →
-    new, `reasons[task.pk]`) in one INSERT, after the caller's `rows_before` (written even when
-    `tasks` is empty) and with the withdrawn offers' rows. Pushes one `tasks.status` to supervisors
-    and one to each agent holding some, on commit.
+    new, `reasons[task.pk]`) in one INSERT, after the caller's `rows_before` and before its
+    `rows_after` (both written even when `tasks` is empty), with the withdrawn offers' rows. Pushes
+    one `tasks.status` to supervisors and one to each agent holding some, on commit.
     """
-    if to_status not in (S.PENDING, S.CANCELED):
+    if to_status not in (S.PENDING, S.RESERVED, S.CANCELED):
         raise ValueError(f"task_transition_many does not move tasks to {to_status}: use task_transition")
     if not tasks:
-        activity_record_many(list(rows_before))
+        activity_record_many([*rows_before, *rows_after])
         return
     tenant_id = ensure_same_tenant(*tasks)
     for task in tasks:
@@ -1145,7 +1172,7 @@ def task_transition_many(
         rows += _offers_withdraw_many(
             left_reserved, OS.CANCELED, reason=f"The task became {S(to_status).label.lower()}."
         )
-        activity_record_many(rows)
+        activity_record_many([*rows, *rows_after])
         _push_tasks_changed(tenant_id, tasks, "tasks.status", status=to_status)
         if to_status == S.PENDING or by_old.keys() & {S.ASSIGNED, S.WRAPPING}:
             routing_request(tenant_id=tenant_id)

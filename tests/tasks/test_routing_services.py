@@ -81,7 +81,9 @@ def test_a_run_offers_the_task_reserves_it_and_explains_why(in_acme, queue, djan
     assert task.status == TaskStatus.RESERVED
     assert activity_after(mark) == [("status", "pending", "reserved"), ("status", "", "offer pending")]
     pushed = [m for m in inbox.receive_all() if m["event"] == "offer.new"]
-    assert [(m["data"]["offer"], m["data"]["explanation"]) for m in pushed] == [(offer.public_id, offer.explanation)]
+    assert [[(o["offer"], o["explanation"]) for o in m["data"]["offers"]] for m in pushed] == [
+        [(offer.public_id, offer.explanation)]
+    ]
     assert route(in_acme) == []  # nothing more to offer: the task is reserved
 
 
