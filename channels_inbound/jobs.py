@@ -3,7 +3,7 @@
 from celery import shared_task
 
 from channels_inbound.models import InboundMedia
-from channels_inbound.twilio.services import MediaFetchFailed, inbound_media_fetch
+from channels_inbound.twilio.services import MediaFetchFailed, inbound_media_fetch, inbound_media_recover
 from contactcenter.tenancy import tenant_context
 
 MEDIA_FETCH_MAX_RETRIES = 5
@@ -23,3 +23,11 @@ def fetch_inbound_media(self, tenant_id: int, media_id: int) -> None:
             inbound_media_fetch(media=media, final_attempt=self.request.retries >= self.max_retries)
         except MediaFetchFailed as failure:
             raise self.retry(exc=failure, countdown=2 ** (self.request.retries + 1)) from failure
+
+
+@shared_task(ignore_result=True)
+def recover_inbound_media() -> int:
+    """Sweep (every minute): announced files whose fetch job was lost are fetched after all
+    (services.inbound_media_recover)."""
+    return inbound_media_recover()
+

@@ -1,6 +1,6 @@
 """Reads of channel endpoints."""
 
-from channels_inbound.models import ChannelEndpoint, Provider
+from channels_inbound.models import ChannelEndpoint, InboundMedia, MediaFetchStatus, Provider
 from contactcenter.tenancy import dangerously_all_tenants
 
 
@@ -52,3 +52,19 @@ def queue_for_inbound(endpoint: ChannelEndpoint, channel: str):
     if endpoint.default_queue_id:
         return endpoint.default_queue
     return next((queue for queue in Queue.objects.order_by("created_at", "pk") if queue.takes(channel)), None)
+
+
+MEDIA_RECOVERY_BATCH = 500
+
+
+def inbound_media_pending_before(*, created_before) -> list[tuple[int, int, str]]:
+    """(tenant id, media id, public id) of announced files still pending that were announced before
+    `created_before`: their fetch job was lost (a broker outage at the enqueue, a worker killed). Across
+    tenants (a system sweep; ids only), oldest first, at most MEDIA_RECOVERY_BATCH."""
+    with dangerously_all_tenants():
+        return list(
+            InboundMedia.objects.filter(status=MediaFetchStatus.PENDING, created_at__lt=created_before)
+            .order_by("created_at")
+            .values_list("tenant_id", "pk", "public_id")[:MEDIA_RECOVERY_BATCH]
+        )
+

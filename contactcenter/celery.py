@@ -26,7 +26,8 @@ app.conf.CELERY_DB_REUSE_MAX = 10_000
 # so a worker killed mid-job hands the message to another worker instead of losing it. That holds
 # when a pool process dies; when the whole worker is killed (kill -9 of its group), Redis keeps the
 # message unacknowledged until the broker's visibility timeout (2 h), so what such a job was doing must
-# also be found by a sweep (the timer sweeps; recover-outbound-messages for sends).
+# also be found by a sweep (the timer sweeps; recover-outbound-messages for sends; recover-inbound-media
+# for files to fetch).
 
 # Periodic sweeps. Every sweep is idempotent: a duplicate run, or one killed half-way, fires each
 # action once, because the services it calls claim each due row with a compare-and-set.
@@ -43,6 +44,11 @@ BEAT_SCHEDULE = {
         "task": "conversations.jobs.recover_outbound_messages",
         "schedule": 10.0,
         "options": {"expires": 10.0},
+    },
+    "recover-inbound-media": {
+        "task": "channels_inbound.jobs.recover_inbound_media",
+        "schedule": 60.0,
+        "options": {"expires": 60.0},
     },
     "reap-stuck-tasks": {"task": "tasks.jobs.reap_stuck_tasks", "schedule": 15.0, "options": {"expires": 15.0}},
     "record-worker-heartbeat": {

@@ -3,11 +3,15 @@ fetching of the media files its messages announce."""
 
 import functools
 import mimetypes
+from datetime import timedelta
 
 import requests
+from django.core.cache import cache
 from django.db import transaction
+from django.utils import timezone
 
 from channels_inbound.models import Channel, ChannelEndpoint, InboundMedia, MediaFetchStatus
+from channels_inbound.selectors import inbound_media_pending_before
 from channels_inbound.services import inbound_conversation_route
 from conversations.models import IdentityKind, Via
 from conversations.selectors import message_by_provider_id
@@ -78,9 +82,32 @@ def inbound_media_announce(*, message, endpoint: ChannelEndpoint, media: list[di
     for row in rows:
         # Bound now, not when the lambda runs: a closure would see the loop's last row for every file.
         # Robust: the message is stored either way; a broker outage must not turn the webhook into a
-        # 500 for a message we have (the row stays pending; nothing sweeps pending media yet).
+        # 500 for a message we have (the row stays pending; inbound_media_recover enqueues it again).
         transaction.on_commit(functools.partial(jobs.fetch_inbound_media.delay, row.tenant_id, row.pk), robust=True)
     return rows
+
+
+# A fetch job and all its retries (2 s … 32 s of backoff, plus the downloads) are over well within
+# this; a file still pending after it lost its job.
+MEDIA_PENDING_RECOVER_AFTER = timedelta(minutes=5)
+
+
+def inbound_media_recover(*, now=None) -> int:
+    """Enqueue the fetch of every announced file whose job was lost, once per
+    MEDIA_PENDING_RECOVER_AFTER (a mark in the cache): the sweep `channels_inbound.jobs.recover_inbound_media`.
+    inbound_media_fetch stores a file only while its row is pending, so a duplicate job is harmless.
+    Returns how many were enqueued."""
+    from channels_inbound import jobs  # jobs imports this module
+
+    now = now or timezone.now()
+    enqueued = 0
+    for tenant_id, media_id, public_id in inbound_media_pending_before(created_before=now - MEDIA_PENDING_RECOVER_AFTER):
+        seconds = int(MEDIA_PENDING_RECOVER_AFTER.total_seconds())
+        if not cache.add(f"inbound-media-requeued:{public_id}", 1, timeout=seconds):
+            continue
+        jobs.fetch_inbound_media.delay(tenant_id, media_id)
+        enqueued += 1
+    return enqueued
 
 
 def inbound_media_fetch(*, media: InboundMedia, final_attempt: bool = True) -> None:

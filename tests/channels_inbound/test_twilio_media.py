@@ -1,12 +1,14 @@
 """Media announced by inbound messages is fetched with retries, stored once, and never silently lost."""
 
 import json
+from datetime import timedelta
 
 import pytest
 from django.conf import settings
+from django.utils import timezone
 
 from channels_inbound.models import InboundMedia, MediaFetchStatus
-from channels_inbound.twilio.services import MediaFetchFailed, inbound_media_fetch
+from channels_inbound.twilio.services import MediaFetchFailed, inbound_media_fetch, inbound_media_recover
 from contactcenter.tenancy import tenant_context
 from tests.channels_inbound.conftest import ACME_SID, inbound_sms
 
@@ -84,3 +86,23 @@ def test_each_file_of_one_message_gets_a_fetch_job_of_its_own(
     jobs = [json.loads(raw)["headers"] for raw in broker.lrange(settings.CELERY_TASK_DEFAULT_QUEUE, 0, -1)]
     fetches = sorted(job["argsrepr"] for job in jobs if job["task"] == "channels_inbound.jobs.fetch_inbound_media")
     assert fetches == sorted(repr((acme.pk, row.pk)) for row in media)
+
+
+def test_a_file_whose_fetch_job_was_lost_is_fetched_after_all_once(twilio, fake_twilio, acme_sms, acme, broker):
+    # The webhook's enqueue is dropped (the on-commit callbacks never run: a broker outage), as for a
+    # job lost with a killed worker; the recovery sweep enqueues the fetch of what stayed pending.
+    lost, fresh = (fake_twilio.add_media(ACME_SID, "image/png", PNG + bytes([n])) for n in range(2))
+    old_media, _new_media = announce(twilio, acme, [(lost, "image/png"), (fresh, "image/png")])
+    with tenant_context(acme):
+        InboundMedia.objects.filter(pk=old_media.pk).update(created_at=timezone.now() - timedelta(minutes=6))
+
+    def fetch_jobs():
+        jobs = [json.loads(raw)["headers"] for raw in broker.lrange(settings.CELERY_TASK_DEFAULT_QUEUE, 0, -1)]
+        return [job["argsrepr"] for job in jobs if job["task"] == "channels_inbound.jobs.fetch_inbound_media"]
+
+    assert fetch_jobs() == []
+    assert inbound_media_recover() == 1
+    assert fetch_jobs() == [repr((acme.pk, old_media.pk))]  # not the one announced a moment ago
+    assert inbound_media_recover() == 0  # enqueued once per period, not at every sweep
+    assert fetch(acme, old_media).status == MediaFetchStatus.STORED  # what the job does
+    assert inbound_media_recover() == 0
