@@ -79,30 +79,13 @@ def _kill_group(worker: Process) -> None:
     worker.process.wait(10)
 
 
-def _start_worker(stage: Stage, timeout: float = 90) -> Process:
-    """A new worker, started as `./switchboard run` starts it (Stage.start_worker_and_beat without beat)."""
-    from contactcenter.launcher import run_processes
-
-    argv = dict(run_processes(state=stage.workdir, host="127.0.0.1", port=0))["worker"]
-    name = f"worker-{time.monotonic_ns()}"  # a log file of its own: " ready." below must be this worker's
-    worker = stage.start_process(name, [*argv, "-n", f"{stage.prefix}-{name}@%h", "--without-gossip",
-                                        "--without-mingle"])  # fmt: skip
-    deadline = time.monotonic() + timeout
-    while " ready." not in worker.log():
-        worker.check_alive()
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the new Celery worker was not ready within {timeout} s:\n{worker.log()[-4000:]}")
-        time.sleep(0.1)
-    return worker
-
-
 def _replace_worker(stage: Stage, worker: Process) -> tuple[Process, float]:
     """Kill the worker; start a new one. Returns it and when the kill happened (monotonic)."""
     _kill_group(worker)
     killed_at = time.monotonic()
     stage.stop(worker)  # only closes its log: the group is gone
     say("worker killed (SIGKILL to its process group); starting a new one")
-    new = _start_worker(stage)
+    new = stage.start_worker(f"worker-{time.monotonic_ns()}")
     say(f"new worker ready {time.monotonic() - killed_at:.1f} s after the kill")
     return new, killed_at
 

@@ -285,16 +285,24 @@ class Stage:
         return web
 
     def start_worker_and_beat(self, timeout: float = 90) -> tuple[Process, Process]:
-        table = dict(run_processes(state=self.workdir, host="127.0.0.1", port=0))
-        worker_argv = [*table["worker"], "-n", f"{self.prefix}@%h", "--without-gossip", "--without-mingle"]
-        worker = self.start_process("worker", worker_argv)
+        worker = self.start_worker(timeout=timeout)
+        beat_argv = dict(run_processes(state=self.workdir, host="127.0.0.1", port=0))["beat"]
+        return worker, self.start_process("beat", beat_argv)
+
+    def start_worker(self, name: str = "worker", timeout: float = 90) -> Process:
+        """A Celery worker as `./switchboard run` starts it, once it says it is ready. A drill that
+        replaces a killed worker gives each a name of its own (its Celery node name and log file)."""
+        argv = dict(run_processes(state=self.workdir, host="127.0.0.1", port=0))["worker"]
+        worker = self.start_process(
+            name, [*argv, "-n", f"{self.prefix}-{name}@%h", "--without-gossip", "--without-mingle"]
+        )
         deadline = time.monotonic() + timeout
         while " ready." not in worker.log():
             worker.check_alive()
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the Celery worker was not ready within {timeout} s:\n{worker.log()[-4000:]}")
-            time.sleep(0.2)
-        return worker, self.start_process("beat", table["beat"])
+            time.sleep(0.1)
+        return worker
 
     def start_process(self, name: str, argv: list[str], **env: str) -> Process:
         process = Process(name, argv, self.workdir / f"{name}-{len(self.processes)}.log", self.product_env(**env))
