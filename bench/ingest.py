@@ -8,13 +8,17 @@ Seeds 10 tenants, each with a queue and a Twilio SMS number. A load client in a 
 (bench.http_load) posts pre-signed webhooks at rising rates, each rate a step of --seconds: most from new
 senders (a new contact, conversation and task each), a quarter from senders who wrote before (a message
 in their open conversation), 1 % the same request again (Twilio retrying: a duplicate). The web process
-is the one `./switchboard run` starts (uvicorn serving contactcenter.asgi), with --web-args appended.
+is the one `./switchboard run` starts (uvicorn serving contactcenter.asgi), with --web-args appended,
+next to the Celery worker and beat: the webhook answers once it has logged the message, and the
+worker's job stores it (channels_inbound.twilio.intake), so both sides are reported.
 
 Figures: the highest rate sustained with 0 errors (every answer 2xx, p99 under a second from when
 each request was due, so a server falling behind fails the step) and its p50/p99, next to the limit:
 the same rows inserted with plain psycopg, one transaction per message, with the same mix (the INSERT
-statements are captured from real webhook requests and replayed with fresh keys). Targets (issue 8):
->= 1,000 msgs/s, p99 <= 50 ms, >= 25 % of the raw insert rate.
+statements are captured from a real webhook request and its job, and replayed with fresh keys). Then,
+once the load is over, the worker's side: messages stored per second (first logged to last stored),
+the wait of each from logged to stored (p50/p99), and how long the backlog took to drain. Targets
+(issue 8): >= 1,000 msgs/s, p99 <= 50 ms, >= 25 % of the raw insert rate.
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--connections", type=int, default=32, help="most keep-alive connections of the client")
     parser.add_argument("--raw-seconds", type=float, default=10.0, help="length of each raw-insert measurement")
     parser.add_argument("--web-args", default="", help="extra arguments for the web server (uvicorn)")
+    parser.add_argument("--drain-timeout", type=float, default=600.0,
+                        help="most seconds to wait, after the load, for the worker to store every logged message")  # fmt: skip
     parser.add_argument("--rls-rounds", type=int, default=0,
                         help="instead of the rising rates: N rounds alternating row-level security on (the app role) "
                              "and off (DATABASE_APP_ROLE='': the superuser, whom no policy binds); per-webhook time "
@@ -73,6 +79,7 @@ def measure(stage: Stage, options: argparse.Namespace) -> list[Figure]:
     raw_limit = max(raw.values())
 
     web = stage.start_web(options.web_args.split())
+    stage.start_worker_and_beat()  # stores what the webhooks log (channels_inbound.twilio.intake)
     rates = [float(r) for r in options.rates.split(",")]
     count = int(sum(rates) * options.seconds * 1.05) + 1000
     requests_file = stage.workdir / "requests.jsonl"
@@ -98,6 +105,7 @@ def measure(stage: Stage, options: argparse.Namespace) -> list[Figure]:
     if errors_in_log:
         say(f"the web server logged {len(errors_in_log)} errors, first: {errors_in_log[0][:300]}")
 
+    drain = backlog_drain(timeout=options.drain_timeout)
     sustained = best["rate"] if best else 0.0
     nan = float("nan")
     return [
@@ -108,7 +116,51 @@ def measure(stage: Stage, options: argparse.Namespace) -> list[Figure]:
                target=TARGET_P99_MS, higher_is_better=False),
         Figure("ingest: peak msgs/s answered (any step)", max(s["achieved_per_s"] for s in result["steps"]), "msgs/s",
                raw_limit, "same rows, plain psycopg, 1 txn/msg"),
+        Figure("ingest: msgs/s stored by the worker (first logged to last stored)", drain["stored_per_s"], "msgs/s",
+               raw_limit, "same rows, plain psycopg, 1 txn/msg"),
+        Figure("ingest: logged -> stored, p50", drain["lag_p50_ms"], "ms"),
+        Figure("ingest: logged -> stored, p99", drain["lag_p99_ms"], "ms"),
+        Figure("ingest: backlog left after the load, drained in", drain["drained_after_s"], "s", higher_is_better=False),
     ]  # fmt: skip
+
+
+def backlog_drain(*, timeout: float) -> dict:
+    """Wait until the worker has stored every logged message (none `received`), then read how fast
+    it stored them and how long each waited: message created_at - event received_at."""
+    from bench.harness import all_tenants_cursor, percentile
+
+    load_over = time.monotonic()
+    waiting = None
+    while time.monotonic() - load_over < timeout:
+        with all_tenants_cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM channels_inbound_inboundevent WHERE outcome = 'received'")
+            (waiting,) = cursor.fetchone()
+        if not waiting:
+            break
+        time.sleep(0.5)
+    drained_after = time.monotonic() - load_over
+    with all_tenants_cursor() as cursor:
+        cursor.execute(
+            "SELECT extract(epoch FROM m.created_at - e.received_at) * 1000, e.received_at, m.created_at"
+            " FROM channels_inbound_inboundevent e JOIN conversations_message m"
+            " ON m.provider_message_id = e.body->>'MessageSid' AND m.tenant_id = e.tenant_id"
+            " WHERE e.outcome = 'stored'"
+        )
+        rows = cursor.fetchall()
+        cursor.execute("SELECT outcome, count(*) FROM channels_inbound_inboundevent GROUP BY outcome ORDER BY 1")
+        outcomes = dict(cursor.fetchall())
+    lags = sorted(float(lag) for lag, _, _ in rows)
+    span = (max(r[2] for r in rows) - min(r[1] for r in rows)).total_seconds() if rows else float("nan")
+    result = {
+        "stored_per_s": len(rows) / span if rows and span else float("nan"),
+        "lag_p50_ms": percentile(lags, 50) if lags else float("nan"),
+        "lag_p99_ms": percentile(lags, 99) if lags else float("nan"),
+        "drained_after_s": drained_after if not waiting else float("nan"),
+    }
+    say(f"events by outcome: {outcomes}; {len(rows)} messages stored at {result['stored_per_s']:.1f}/s, "
+        f"logged -> stored p50 {result['lag_p50_ms']:.0f} ms, p99 {result['lag_p99_ms']:.0f} ms; "
+        + (f"backlog drained {drained_after:.1f} s after the load" if not waiting else f"{waiting} still waiting after {timeout:.0f} s"))  # fmt: skip
+    return result
 
 
 def kept_up(step: dict) -> bool:
@@ -208,11 +260,13 @@ def rls_overhead(stage: Stage, tenants, options: argparse.Namespace) -> list[Fig
 
 def capture_webhook_inserts(t) -> dict:
     """Post one webhook from a new sender and one from a returning sender through Django's test client
-    (in this process, same code and settings), capturing the INSERT statements each executes."""
+    (in this process, same code and settings), then store it as the worker's job does, capturing the
+    INSERT statements of both: every row a message costs, not only the webhook's event row."""
     from django.db import connection
     from django.test import Client
 
     from bench.fixtures import signed_sms
+    from channels_inbound.twilio.intake import twilio_events_process
 
     client = Client(HTTP_HOST="127.0.0.1")
     mix = {}
@@ -231,6 +285,7 @@ def capture_webhook_inserts(t) -> dict:
                 "/webhooks/twilio/messaging", request["body"], content_type="application/x-www-form-urlencoded",
                 headers=request["headers"],
             )  # fmt: skip
+            twilio_events_process(tenant_id=t.tenant.pk)  # what the worker's job then stores
         if response.status_code != 200:
             raise RuntimeError(f"the captured webhook answered {response.status_code}: {response.content[:300]!r}")
         mix[kind] = {

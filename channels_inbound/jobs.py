@@ -3,6 +3,7 @@
 from celery import shared_task
 
 from channels_inbound.models import InboundMedia
+from channels_inbound.twilio.intake import inbound_events_recover, twilio_events_process
 from channels_inbound.twilio.services import MediaFetchFailed, inbound_media_fetch, inbound_media_recover
 from contactcenter.tenancy import tenant_context
 
@@ -31,3 +32,17 @@ def recover_inbound_media() -> int:
     (services.inbound_media_recover)."""
     return inbound_media_recover()
 
+
+
+@shared_task(ignore_result=True)
+def process_inbound_events(tenant_id: int) -> int:
+    """Store the tenant's inbound messages that were answered and logged but not yet stored
+    (intake.twilio_events_process). Enqueued by each webhook, at most one waiting per tenant."""
+    return twilio_events_process(tenant_id=tenant_id)
+
+
+@shared_task(ignore_result=True)
+def recover_inbound_events() -> int:
+    """Sweep (every 5 s): events whose processing job was lost or failed are processed after all
+    (intake.inbound_events_recover)."""
+    return inbound_events_recover()

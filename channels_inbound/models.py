@@ -102,9 +102,18 @@ class InboundEvent(TenantOwnedModel):
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
     outcome = models.CharField(max_length=24, choices=InboundOutcome.choices, default=InboundOutcome.RECEIVED)
     detail = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(
+        default=0, help_text="Failed tries of the job that stores a deferred event (a message)"
+    )
 
     class Meta(TenantOwnedModel.Meta):
         ordering = ["-received_at"]
+        indexes = [
+            # The events a job still has to store (channels_inbound.twilio.intake): few, found fast.
+            models.Index(
+                fields=["tenant", "received_at"], condition=models.Q(outcome="received"), name="inboundevent_waiting"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.provider} {self.kind} at {self.received_at:%Y-%m-%d %H:%M:%S}: {self.outcome}"

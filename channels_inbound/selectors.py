@@ -68,3 +68,31 @@ def inbound_media_pending_before(*, created_before) -> list[tuple[int, int, str]
             .values_list("tenant_id", "pk", "public_id")[:MEDIA_RECOVERY_BATCH]
         )
 
+
+
+def inbound_events_waiting(*, kinds, limit: int, excluding=()) -> list:
+    """The tenant's events of `kinds` not yet stored, oldest first, with their endpoints (runs inside
+    the tenant)."""
+    from channels_inbound.models import InboundEvent, InboundOutcome
+
+    return list(
+        InboundEvent.objects.filter(outcome=InboundOutcome.RECEIVED, kind__in=kinds, provider=Provider.TWILIO)
+        .exclude(pk__in=excluding)
+        .select_related("endpoint")
+        .order_by("received_at", "pk")[:limit]
+    )
+
+
+def tenants_with_inbound_events_waiting(*, kinds, received_before) -> list[int]:
+    """Tenants with an event of `kinds` not stored since before `received_before` (across tenants:
+    for the recovery sweep)."""
+    from channels_inbound.models import InboundEvent, InboundOutcome
+
+    with dangerously_all_tenants():
+        return list(
+            InboundEvent.objects.filter(
+                outcome=InboundOutcome.RECEIVED, kind__in=kinds, provider=Provider.TWILIO, received_at__lt=received_before
+            )
+            .values_list("tenant_id", flat=True)
+            .distinct()
+        )

@@ -1,7 +1,7 @@
 """What every provider shares: the raw inbound event log (what arrived, before it is processed) and
 the routing of a conversation once a customer's message is stored."""
 
-from channels_inbound.models import ChannelEndpoint, InboundEvent, UnroutedInboundEvent
+from channels_inbound.models import ChannelEndpoint, InboundEvent, InboundOutcome, UnroutedInboundEvent
 
 # Headers that help an operator understand or replay a request. Authorization, cookies and the
 # signature itself are deliberately absent: credentials never reach the event log.
@@ -16,9 +16,12 @@ def logged_headers(request) -> dict:
     return kept
 
 
-def inbound_event_record(*, request, endpoint: ChannelEndpoint, kind: str, body: dict) -> InboundEvent:
-    """Write what arrived at one of the tenant's endpoints. Runs inside the endpoint's tenant and
-    commits on its own (no surrounding transaction), so it survives whatever processing does next."""
+def inbound_event_record(
+    *, request, endpoint: ChannelEndpoint, kind: str, body: dict, outcome: str = InboundOutcome.RECEIVED, detail: str = ""
+) -> InboundEvent:
+    """Write what arrived at one of the tenant's endpoints: its outcome when it was rejected, else
+    `received` until it is stored. Runs inside the endpoint's tenant and commits on its own (no
+    surrounding transaction), so it survives whatever processing does next."""
     return InboundEvent.objects.create(
         tenant_id=endpoint.tenant_id,
         endpoint=endpoint,
@@ -28,6 +31,8 @@ def inbound_event_record(*, request, endpoint: ChannelEndpoint, kind: str, body:
         headers=logged_headers(request),
         body=body,
         idempotency_key=request.headers.get("I-Twilio-Idempotency-Token", "")[:128],
+        outcome=outcome,
+        detail=detail[:2000],
     )
 
 

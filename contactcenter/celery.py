@@ -45,6 +45,11 @@ BEAT_SCHEDULE = {
         "schedule": 10.0,
         "options": {"expires": 10.0},
     },
+    "recover-inbound-events": {
+        "task": "channels_inbound.jobs.recover_inbound_events",
+        "schedule": 5.0,
+        "options": {"expires": 5.0},
+    },
     "recover-inbound-media": {
         "task": "channels_inbound.jobs.recover_inbound_media",
         "schedule": 60.0,

@@ -42,17 +42,26 @@ def twilio_event_replay(*, event: InboundEvent, replayed_by: str) -> str:
         raise ReplayNotPossible("Only a request that failed while being stored can be replayed.")
     if event.kind not in REPLAYABLE or event.endpoint is None:
         raise ReplayNotPossible(f"A {event.kind} request cannot be replayed.")
+    outcome, detail = twilio_event_store(event)
+    inbound_event_finish(event=event, outcome=outcome, detail=f"Replayed by {replayed_by}. {detail}".strip())
+    return outcome
+
+
+def twilio_event_store(event: InboundEvent) -> tuple[str, str]:
+    """Store a logged request through its kind's store function, in a transaction (a savepoint
+    when one is open): (outcome, detail) to record on the event. Shared by replay and by the job
+    that stores deferred kinds (channels_inbound.twilio.intake). Rule breaks come back as
+    `malformed` with the reason; any other exception propagates, with nothing stored."""
     form_class, store = REPLAYABLE[event.kind]
     fields = QueryDict(mutable=True)
     for name, value in event.body.items():
         fields.setlist(name, value if isinstance(value, list) else [value])
     form = form_class(fields)
-    replayed_by = f"Replayed by {replayed_by}."
     if not form.is_valid():
-        inbound_event_finish(event=event, outcome=InboundOutcome.MALFORMED, detail=f"{replayed_by} {first_error(form)}")
-        return InboundOutcome.MALFORMED
-    with transaction.atomic():
-        stored_something_new = store(event.endpoint, form.cleaned_data)
-    outcome = InboundOutcome.STORED if stored_something_new else InboundOutcome.DUPLICATE
-    inbound_event_finish(event=event, outcome=outcome, detail=replayed_by)
-    return outcome
+        return InboundOutcome.MALFORMED, first_error(form)
+    try:
+        with transaction.atomic():
+            stored_something_new = store(event.endpoint, form.cleaned_data)
+    except DomainError as error:
+        return InboundOutcome.MALFORMED, str(error)
+    return (InboundOutcome.STORED if stored_something_new else InboundOutcome.DUPLICATE), ""

@@ -13,6 +13,7 @@ from django.utils import timezone
 from channels_inbound.models import Channel, ChannelEndpoint, InboundMedia, MediaFetchStatus
 from channels_inbound.selectors import inbound_media_pending_before
 from channels_inbound.services import inbound_conversation_route
+from conversations.identities import normalise_identity
 from conversations.models import IdentityKind, Via
 from conversations.selectors import message_by_provider_id
 from conversations.services import (
@@ -36,6 +37,12 @@ DELIVERY_STATUS_OF_TWILIO_STATUS = {
     "failed": "failed",
     "read": "read",
 }
+
+
+def twilio_inbound_message_check(endpoint: ChannelEndpoint, fields: dict) -> None:
+    """What the webhook checks before it answers, so that a message its job cannot store is refused
+    with 400 and the reason (InvalidIdentity), not accepted and then dropped."""
+    normalise_identity(IDENTITY_KIND_OF_CHANNEL[endpoint.channel], fields["From"])
 
 
 def twilio_inbound_message_store(endpoint: ChannelEndpoint, fields: dict) -> bool:

@@ -14,7 +14,7 @@ from channels_inbound.twilio.forms import (
     VoiceCallForm,
 )
 from channels_inbound.twilio.intake import twilio_webhook_receive
-from channels_inbound.twilio.services import twilio_inbound_message_store, twilio_status_callback_store
+from channels_inbound.twilio.services import twilio_inbound_message_check, twilio_status_callback_store
 from channels_inbound.twilio.voice import voice_call_arrive, voice_call_status_update, voice_call_twiml
 
 
@@ -30,10 +30,11 @@ def _no_content() -> HttpResponse:
 @csrf_exempt
 @require_POST
 def messaging(request):
-    """Inbound SMS, WhatsApp and Messenger messages, addressed by `To`."""
+    """Inbound SMS, WhatsApp and Messenger messages, addressed by `To`: answered once logged, stored
+    by a job (intake's docstring)."""
     return twilio_webhook_receive(
         request, kind="messaging", address_field="To", form_class=MessagingWebhookForm,
-        store=twilio_inbound_message_store, success=_empty_twiml,
+        store=None, check=twilio_inbound_message_check, success=_empty_twiml,
     )  # fmt: skip
 
 

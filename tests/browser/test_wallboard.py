@@ -1,5 +1,6 @@
 """A supervisor watches the wallboard in Chromium while a customer's signed SMS arrives through the
-real webhook: the waiting count rises on the open page, without a reload."""
+real webhook and is stored by the real worker: the waiting count rises on the open page, without a
+reload."""
 
 import pytest
 import requests
@@ -24,7 +25,9 @@ def customer_texts(server_url: str, body: str) -> None:
     assert response.status_code == 200, response.text
 
 
-def test_the_waiting_count_rises_live_when_a_customer_writes(asgi_server, page, acme, acme_supervisor, tmp_path):
+def test_the_waiting_count_rises_live_when_a_customer_writes(
+    asgi_server, worker_and_beat, page, acme, acme_supervisor, tmp_path
+):
     make_endpoint(acme, address=ACME_NUMBER, account_sid=ACME_SID, token=ACME_TOKEN)
     with tenant_context(acme):
         Queue.objects.create(tenant=acme, name="Support", channels=["sms"])

@@ -43,17 +43,37 @@ def inbound_sms(*, to=ACME_NUMBER, account_sid=ACME_SID, sender="+15551230001", 
             "NumMedia": "0", **extra}  # fmt: skip
 
 
+def inbound_events_process_waiting() -> int:
+    """What the worker does with the jobs inbound messages enqueue: store every tenant's waiting
+    events (the webhook only logs them; channels_inbound.twilio.intake). Returns how many."""
+    from django.utils import timezone
+
+    from channels_inbound.selectors import tenants_with_inbound_events_waiting
+    from channels_inbound.twilio.intake import DEFERRED_KINDS, twilio_events_process
+
+    tenant_ids = tenants_with_inbound_events_waiting(kinds=DEFERRED_KINDS, received_before=timezone.now())
+    return sum(twilio_events_process(tenant_id=tenant_id) for tenant_id in tenant_ids)
+
+
 @dataclass
 class TwilioSigner:
-    """Posts form bodies signed with an auth token, as Twilio signs its webhooks."""
+    """Posts form bodies signed with an auth token, as Twilio signs its webhooks; then, unless
+    `deferred=False`, stores what the request left waiting, as the worker's job would (tests assert
+    on the stored message right after the post; tests of the deferral itself pass False)."""
 
     client: Client
     base_url: str = "http://testserver"
 
-    def post(self, path: str, fields: dict, *, token: str = ACME_TOKEN, signature: str | None = None, **headers):
+    def post(
+        self, path: str, fields: dict, *, token: str = ACME_TOKEN, signature: str | None = None, deferred: bool = True,
+        **headers,
+    ):  # fmt: skip
         if signature is None:
             signature = RequestValidator(token).compute_signature(self.base_url + path, fields)
-        return self.client.post(path, fields, HTTP_X_TWILIO_SIGNATURE=signature, **headers)
+        response = self.client.post(path, fields, HTTP_X_TWILIO_SIGNATURE=signature, **headers)
+        if deferred:
+            inbound_events_process_waiting()
+        return response
 
 
 @pytest.fixture
