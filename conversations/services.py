@@ -207,7 +207,9 @@ def contact_find_or_create(*, kind: str, value: str, name: str = "") -> tuple[Co
     value = normalise_identity(kind, value)
     tenant_id = ensure_same_tenant()
     name = name.strip()[:200]
-    with transaction.atomic():
+    # No savepoint of its own when called in a transaction: nothing in it raises for a caller to
+    # catch (the race's IntegrityError has its own), and every inbound message comes through here.
+    with transaction.atomic(savepoint=False):
         identities = {
             identity.kind: identity
             for identity in ContactIdentity.objects.filter(
@@ -252,7 +254,7 @@ def conversation_start(
     """
     tenant_id = ensure_same_tenant(contact, actor)
     Channel(channel)  # refuses an unknown channel
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # nothing in it raises a DomainError for a caller to catch
         conversation = Conversation.objects.create(
             tenant_id=tenant_id, contact=contact, channel=channel, subject=subject[:200], priority=priority
         )
@@ -268,7 +270,7 @@ def conversation_find_or_start(*, contact: Contact, channel: str, via: str | Non
     Returns (conversation, started). Writes what conversation_start writes when it starts one.
     """
     ensure_same_tenant(contact)
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # nothing in it raises a DomainError for a caller to catch
         Contact.objects.select_for_update().filter(pk=contact.pk).values_list("pk").get()
         found = (
             Conversation.objects.filter(contact=contact, channel=channel, merged_into=None)

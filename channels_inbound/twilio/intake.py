@@ -182,13 +182,13 @@ def twilio_events_process(*, tenant_id: int) -> int:
                     return done
                 for event in events:
                     try:
-                        with transaction.atomic():
-                            outcome, detail = twilio_event_store(event)
-                            inbound_event_finish(event=event, outcome=outcome, detail=detail)
-                        done += 1
+                        outcome, detail = twilio_event_store(event)  # in a savepoint of its own
                     except Exception as error:
                         failed_here.add(event.pk)
                         _attempt_failed(event, error)
+                        continue
+                    inbound_event_finish(event=event, outcome=outcome, detail=detail)
+                    done += 1
 
 
 def _attempt_failed(event: InboundEvent, error: Exception) -> None:
