@@ -26,6 +26,8 @@ from contextlib import contextmanager
 
 from django.db import models
 from django.db.models.functions import Coalesce
+from django.db.models.lookups import Exact
+from django.db.models.sql.where import AND
 from django.http import Http404
 
 
@@ -112,6 +114,18 @@ class CurrentTenantId(models.Expression):
         return hash(CurrentTenantId)
 
 
+_tenant_conditions: dict[type, Exact] = {}
+
+
+def _tenant_condition(model) -> Exact:
+    """`<table>.tenant_id = COALESCE(<current tenant>, <table>.tenant_id)` for `model`, built once."""
+    condition = _tenant_conditions.get(model)
+    if condition is None:
+        column = model._meta.get_field("tenant").get_col(model._meta.db_table)
+        condition = _tenant_conditions[model] = Exact(column, Coalesce(CurrentTenantId(model.__name__), column))
+    return condition
+
+
 class TenantScopedQuerySet(models.QuerySet):
     pass
 
@@ -124,11 +138,17 @@ class TenantScopedManager(models.Manager.from_queryset(TenantScopedQuerySet)):
     """
 
     def get_queryset(self):
-        return (
-            super()
-            .get_queryset()
-            .filter(tenant_id=Coalesce(CurrentTenantId(self.model.__name__), models.F("tenant_id")))
-        )
+        queryset = super().get_queryset()
+        # The condition `.filter(tenant_id=Coalesce(CurrentTenantId(), F("tenant_id")))` would
+        # build, made once per model and added to the new query's WHERE as is: resolving it through
+        # filter() on every queryset cost ~0.2 ms of CPU, as much as the rest of a simple query.
+        # The query's first alias is always the model's table, which the condition names; it is
+        # registered as filter() would, so joins and subqueries relabel it alike.
+        if queryset.query.get_initial_alias() != self.model._meta.db_table:
+            return queryset.filter(tenant_id=Coalesce(CurrentTenantId(self.model.__name__), models.F("tenant_id")))
+        # A shallow copy: resolving a subquery's WHERE assigns to its conditions' attributes.
+        queryset.query.where.add(_tenant_condition(self.model).copy(), AND)
+        return queryset
 
     # Creating needs no read scope: the row names its tenant, and it must be the current one.
     def create(self, **kwargs):

@@ -234,7 +234,7 @@ def task_create(
     channel = channel or (conversation.channel if conversation is not None else "")
     if queue is not None and channel and not queue.takes(channel):
         raise TaskNotAllowed(f"The {queue.name} queue does not take {Channel(channel).label} work.")
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # nothing in it raises a DomainError for a caller to catch
         task = Task.objects.create(
             tenant_id=tenant_id,
             kind=kind,
@@ -1364,10 +1364,11 @@ def conversation_task_ensure(*, conversation: Conversation, queue: Queue, via: s
     conversation's priority. Either way the task's response deadline for the customer's current
     wait is set up front, and renewed when they wait anew (tasks.timers.task_response_deadline_refresh).
     """
+    from conversations.services import conversation_lock_refresh  # conversations' services build on these
+
     ensure_same_tenant(conversation, queue)
     with transaction.atomic():
-        Conversation.objects.select_for_update().filter(pk=conversation.pk).values_list("pk").get()
-        conversation.refresh_from_db()
+        conversation_lock_refresh(conversation)
         existing = (
             Task.objects.filter(conversation=conversation, kind=TaskKind.CONVERSATION)
             .filter(status__in=(S.PENDING, S.RESERVED, S.ASSIGNED))

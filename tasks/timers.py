@@ -14,10 +14,11 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import DateTimeField, ExpressionWrapper, F, QuerySet, Value
+from django.db.models import DateTimeField, ExpressionWrapper, F, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from contactcenter import realtime
@@ -402,12 +403,11 @@ def follow_ups_escalate(*, task: Task, conversation: Conversation) -> bool:
     if queue is None or not queue.follow_ups_before_escalation or task.escalated_at or task.status not in OPEN_FOR_SLA:
         return False
     last_reply = (
-        conversation.messages.filter(direction=Direction.OUTBOUND).order_by("-created_at").values_list("created_at", flat=True).first()
+        conversation.messages.filter(direction=Direction.OUTBOUND).order_by("-created_at").values("created_at")[:1]
     )
-    unanswered = conversation.messages.filter(direction=Direction.INBOUND)
-    if last_reply is not None:
-        unanswered = unanswered.filter(created_at__gt=last_reply)
-    if unanswered.count() < queue.follow_ups_before_escalation:
+    since_last_reply = Coalesce(Subquery(last_reply), Value(datetime.min.replace(tzinfo=UTC)))
+    unanswered = conversation.messages.filter(direction=Direction.INBOUND, created_at__gt=since_last_reply)
+    if unanswered.count() < queue.follow_ups_before_escalation:  # one statement, whether or not we replied
         return False
     return task_escalate(task=task, reason=f"The customer wrote {queue.follow_ups_before_escalation} times without a reply.")
 
