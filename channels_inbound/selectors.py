@@ -1,24 +1,56 @@
 """Reads of channel endpoints."""
 
+import time
+
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+
 from channels_inbound.models import ChannelEndpoint, InboundMedia, MediaFetchStatus, Provider
 from contactcenter.tenancy import dangerously_all_tenants
 
 
-def twilio_endpoint_for(*, address: str, account_sid: str) -> ChannelEndpoint | None:
-    """The active Twilio endpoint for `address` under `account_sid`, in whichever tenant owns it.
+# Endpoints found by webhooks, kept in this process for a few seconds: (address, account sid) ->
+# (when read, endpoint). Reading one cost two round trips per webhook (the query and switching the
+# connection to all tenants and back). A change saved in this process forgets it at once; other
+# processes see it within ENDPOINT_CACHE_SECONDS, and a signature that fails against a kept
+# endpoint is checked again against a fresh read (the intake), so a new auth token works at once.
+ENDPOINT_CACHE_SECONDS = 5.0
+ENDPOINT_CACHE_MAX = 10_000
+_endpoints_read: dict[tuple[str, str], tuple[float, ChannelEndpoint]] = {}
+
+
+def twilio_endpoint_for(*, address: str, account_sid: str, fresh: bool = False) -> ChannelEndpoint | None:
+    """The active Twilio endpoint for `address` under `account_sid`, in whichever tenant owns it;
+    as read within the last ENDPOINT_CACHE_SECONDS unless `fresh`.
 
     Crosses tenants on purpose: a webhook is how we learn the tenant. Safe because the address is
     unique across tenants and the caller must then prove the request with this endpoint's own auth
     token before anything is stored.
     """
+    key, now = (address, account_sid), time.monotonic()
+    kept = _endpoints_read.get(key)
+    if kept is not None and not fresh and now - kept[0] < ENDPOINT_CACHE_SECONDS:
+        return kept[1]
     with dangerously_all_tenants():
-        return (
+        endpoint = (
             ChannelEndpoint.objects.filter(
                 provider=Provider.TWILIO, address=address, account_sid=account_sid, is_active=True
             )
             .select_related("tenant")
             .first()
         )
+    if endpoint is None:
+        _endpoints_read.pop(key, None)
+        return None
+    if len(_endpoints_read) >= ENDPOINT_CACHE_MAX:
+        _endpoints_read.clear()
+    _endpoints_read[key] = (now, endpoint)
+    return endpoint
+
+
+@receiver([post_save, post_delete], sender=ChannelEndpoint)
+def _endpoint_changed(**kwargs) -> None:
+    _endpoints_read.clear()
 
 
 def twilio_endpoint_for_conversation(conversation) -> ChannelEndpoint | None:

@@ -104,6 +104,17 @@ def media_root(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
+def no_endpoints_kept_from_earlier_tests():
+    """Webhooks keep the endpoints they read for a few seconds (channels_inbound.selectors); a test's
+    rows are gone after it, so the next test must not find them there."""
+    from channels_inbound.selectors import _endpoints_read
+
+    _endpoints_read.clear()
+    yield
+    _endpoints_read.clear()
+
+
+@pytest.fixture(autouse=True)
 def fresh_channel_layer():
     """A new channel-layer instance per test. channels-redis binds some of its state (the receive
     lock, connection pools) to the event loop that first used it; tests run in many loops."""

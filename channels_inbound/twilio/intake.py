@@ -76,8 +76,13 @@ def twilio_webhook_receive(
         )
         return _plain(404, f"No Switchboard endpoint for {address}")
 
+    signed = twilio_signature_is_valid(request, endpoint.auth_token())
+    if not signed:
+        # Perhaps signed with a token saved since this process read the endpoint: read it again.
+        endpoint = twilio_endpoint_for(address=address, account_sid=account_sid, fresh=True) or endpoint
+        signed = twilio_signature_is_valid(request, endpoint.auth_token())
     with tenant_context(endpoint.tenant_id):
-        status, reason, form = _rejection(request, endpoint, form_class, check)
+        status, reason, form = _rejection(request, signed, endpoint, form_class, check)
         if status:
             outcome = InboundOutcome.BAD_SIGNATURE if status == 403 else InboundOutcome.MALFORMED
             inbound_event_record(request=request, endpoint=endpoint, kind=kind, body=fields, outcome=outcome, detail=reason)
@@ -105,9 +110,9 @@ def twilio_webhook_receive(
         return success()
 
 
-def _rejection(request, endpoint, form_class, check) -> tuple[int, str, forms.Form | None]:
+def _rejection(request, signed: bool, endpoint, form_class, check) -> tuple[int, str, forms.Form | None]:
     """(status, reason, form): status 0 when the request is authentic and well-formed."""
-    if not twilio_signature_is_valid(request, endpoint.auth_token()):
+    if not signed:
         return 403, "Invalid Twilio signature", None
     form = form_class(request.POST)
     if not form.is_valid():

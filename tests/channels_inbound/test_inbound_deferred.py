@@ -158,3 +158,24 @@ def test_two_jobs_at_once_store_one_senders_messages_once_and_in_order(acme_sms,
     with dangerously_all_tenants():
         assert list(Message.objects.order_by("created_at", "pk").values_list("body", flat=True)) == bodies
         assert {event.outcome for event in InboundEvent.objects.all()} == {InboundOutcome.STORED}
+
+
+def test_a_new_auth_token_works_at_once_though_the_endpoint_was_read_before(twilio, acme_sms, acme):
+    from channels_inbound.models import ChannelEndpoint
+    from contactcenter.credentials import encrypt_secret
+
+    assert twilio.post(MESSAGING, inbound_sms(body="before")).status_code == 200  # the endpoint is now kept
+    # Rotated by another process (no save here, so nothing in this process hears of it).
+    with tenant_context(acme):
+        ChannelEndpoint.objects.filter(pk=acme_sms.pk).update(auth_token_encrypted=encrypt_secret("rotated-token"))
+    assert twilio.post(MESSAGING, inbound_sms(body="after"), token="rotated-token").status_code == 200
+    assert twilio.post(MESSAGING, inbound_sms(body="old token")).status_code == 403
+
+    with tenant_context(acme):
+        acme_sms.refresh_from_db()
+        acme_sms.set_auth_token("saved-here")
+        acme_sms.save()  # saved in this process: forgotten at once, the old token refused at once
+    assert twilio.post(MESSAGING, inbound_sms(body="stale"), token="rotated-token").status_code == 403
+    assert twilio.post(MESSAGING, inbound_sms(body="fresh"), token="saved-here").status_code == 200
+    with tenant_context(acme):
+        assert sorted(Message.objects.values_list("body", flat=True)) == ["after", "before", "fresh"]
