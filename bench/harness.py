@@ -284,17 +284,18 @@ class Stage:
         web.wait_ready()
         return web
 
-    def start_worker_and_beat(self, timeout: float = 90) -> tuple[Process, Process]:
-        worker = self.start_worker(timeout=timeout)
+    def start_worker_and_beat(self, timeout: float = 90, **env: str) -> tuple[Process, Process]:
+        worker = self.start_worker(timeout=timeout, **env)
         beat_argv = dict(run_processes(state=self.workdir, host="127.0.0.1", port=0))["beat"]
-        return worker, self.start_process("beat", beat_argv)
+        return worker, self.start_process("beat", beat_argv, **env)
 
-    def start_worker(self, name: str = "worker", timeout: float = 90) -> Process:
-        """A Celery worker as `./switchboard run` starts it, once it says it is ready. A drill that
-        replaces a killed worker gives each a name of its own (its Celery node name and log file)."""
+    def start_worker(self, name: str = "worker", timeout: float = 90, **env: str) -> Process:
+        """A Celery worker as `./switchboard run` starts it (environment variables as given), once it
+        says it is ready. A drill that replaces a killed worker gives each a name of its own (its
+        Celery node name and log file)."""
         argv = dict(run_processes(state=self.workdir, host="127.0.0.1", port=0))["worker"]
         worker = self.start_process(
-            name, [*argv, "-n", f"{self.prefix}-{name}@%h", "--without-gossip", "--without-mingle"]
+            name, [*argv, "-n", f"{self.prefix}-{name}@%h", "--without-gossip", "--without-mingle"], **env
         )
         deadline = time.monotonic() + timeout
         while " ready." not in worker.log():

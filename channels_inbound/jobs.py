@@ -43,6 +43,6 @@ def process_inbound_events(tenant_id: int) -> int:
 
 @shared_task(ignore_result=True)
 def recover_inbound_events() -> int:
-    """Sweep (every 5 s): events whose processing job was lost or failed are processed after all
+    """Sweep (every 2 s): events whose processing job was lost or failed are processed after all
     (intake.inbound_events_recover)."""
     return inbound_events_recover()

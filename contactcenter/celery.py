@@ -47,8 +47,8 @@ BEAT_SCHEDULE = {
     },
     "recover-inbound-events": {
         "task": "channels_inbound.jobs.recover_inbound_events",
-        "schedule": 5.0,
-        "options": {"expires": 5.0},
+        "schedule": 2.0,
+        "options": {"expires": 2.0},
     },
     "recover-inbound-media": {
         "task": "channels_inbound.jobs.recover_inbound_media",

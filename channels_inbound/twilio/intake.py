@@ -136,8 +136,9 @@ def _plain(status: int, text: str) -> HttpResponse:
 PROCESS_BATCH = 50
 # After this many failed tries an event is marked failed, for an operator to replay.
 PROCESS_MAX_ATTEMPTS = 5
-# A waiting event older than this lost its job (the sweep enqueues another).
-WAITING_RECOVER_AFTER = timedelta(seconds=10)
+# A waiting event older than this lost its job (the sweep, every 2 s, enqueues another): a job
+# normally starts within milliseconds, and a tenant with a job waiting gets no second one.
+WAITING_RECOVER_AFTER = timedelta(seconds=3)
 PROCESS_PENDING_SECONDS = 30
 
 

@@ -126,7 +126,7 @@ def test_waiting_messages_whose_job_was_lost_are_recovered_by_the_sweep(twilio, 
     twilio.post(MESSAGING, inbound_sms(body="Just now"), deferred=False)
     lost, _just_now = events(acme)
     with tenant_context(acme):
-        InboundEvent.objects.filter(pk=lost.pk).update(received_at=timezone.now() - timedelta(seconds=11))
+        InboundEvent.objects.filter(pk=lost.pk).update(received_at=timezone.now() - timedelta(seconds=4))
     assert processing_jobs(broker) == []
     assert inbound_events_recover() == 1
     assert processing_jobs(broker) == [repr((acme.pk,))]
