@@ -46,6 +46,17 @@ REDIS_ERRORS = (redis.RedisError, OSError, asyncio.TimeoutError)
 logger = logging.getLogger(__name__)
 
 
+def render_in_pool(function):
+    """`function` run in a thread of the executor's pool: renders of different sockets at once.
+
+    channels' database_sync_to_async is thread-sensitive: every consumer of the process would run its
+    renders one after another in one thread, so a burst of offers to a thousand agents queued behind
+    each other (seconds) while the thread mostly waited on the database. The renders share nothing
+    but the connection pool, and each enters its member's tenant itself.
+    """
+    return database_sync_to_async(function, thread_sensitive=False)
+
+
 def follows(position: str, seq: str) -> bool | None:
     """Whether push `seq` comes right after `position` (True), is one the browser has (None: an older
     push overtaken by a catch-up), or leaves a gap (False: another epoch, or numbers missing)."""
@@ -80,7 +91,7 @@ class DesktopConsumer(MemberConsumer):
             if order is False:
                 await self._catch_up(self.position)
                 return
-        html = await database_sync_to_async(self._render_event)(message["event"], message.get("data", {}))
+        html = await render_in_pool(self._render_event)(message["event"], message.get("data", {}))
         if self.position:  # before its first resume, the browser's own number rules (desktop.js)
             self.position = seq
         await self.send(text_data=fragments.sequence_marker(seq) + html)
@@ -126,7 +137,7 @@ class DesktopConsumer(MemberConsumer):
         """Send what the browser missed since `position` (or redraw its screen), and remember the
         number it has then."""
         try:
-            self.position, html = await database_sync_to_async(self._render_resume)(
+            self.position, html = await render_in_pool(self._render_resume)(
                 position, sorted(self.open_conversations), newest_shown
             )
         except REDIS_ERRORS:
