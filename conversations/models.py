@@ -40,10 +40,14 @@ class Contact(TenantOwnedModel):
 
     def __str__(self) -> str:
         """The name, else how they reached us (a phone number, an address): what an agent recognises.
-        Uses prefetched identities when a list prefetched them."""
+        Uses prefetched identities when a list prefetched them: as `identities_in_order` (a
+        `Prefetch(..., to_attr=...)`, which builds no queryset per contact) or the plain way."""
         if self.name:
             return self.name
-        identity = next(iter(self.identities.all()), None) if self.pk else None
+        identities = getattr(self, "identities_in_order", None)
+        if identities is None:
+            identities = self.identities.all() if self.pk else ()
+        identity = next(iter(identities), None)
         return identity.value if identity else f"Contact {self.public_id}"
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import chain
 
-from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, Subquery, prefetch_related_objects
 
 from channels_inbound.models import Channel
 from contactcenter.models import Membership
@@ -57,18 +57,33 @@ def _last_message_preview(conversation_path: str = "conversation"):
     )
 
 
-def _identities(conversation_path: str = "conversation") -> Prefetch:
-    """A contact without a name shows how they reached us, so lists prefetch identities."""
-    return Prefetch(
-        f"{conversation_path}__contact__identities",
-        queryset=ContactIdentity.objects.order_by("id"),
-    )
+def _identify_the_nameless(tasks: list[Task]) -> list[Task]:
+    """A contact without a name shows how they reached us (Contact.__str__): their identities are
+    read for them alone, in one query, none when every contact has a name. Into a plain list, which
+    Contact.__str__ reads: a prefetched manager costs a queryset per contact."""
+    nameless = [task.conversation.contact for task in tasks if task.conversation and not task.conversation.contact.name]
+    in_order = Prefetch("identities", queryset=ContactIdentity.objects.order_by("id"), to_attr="identities_in_order")
+    prefetch_related_objects(nameless, in_order)
+    return tasks
 
 
-def _conversation_tasks(queryset: QuerySet[Task]) -> QuerySet[Task]:
+# The columns a task line shows (desktop/partials/task_list.html#task-line). Task lists load
+# only these: of a task with its conversation and contact, all ~70 columns cost more to compile and
+# turn into objects than the rows cost to read. A line that starts showing another field adds it
+# here, or each row fetches it with a query of its own (which the query-count tests catch).
+TASK_LINE_FIELDS = (
+    "public_id", "kind", "title", "channel", "status", "priority", "created_at", "due_at",
+    "first_response_due_at", "sla_warning_at", "sla_state",
+    "conversation", "conversation__public_id",
+    "conversation__contact", "conversation__contact__public_id", "conversation__contact__name",
+)  # fmt: skip
+
+
+def _conversation_tasks(queryset: QuerySet[Task], *also: str) -> QuerySet[Task]:
+    """Task lines: `also` names the related objects and columns a list shows beyond a line's."""
     return (
-        queryset.select_related("queue", "conversation__contact")
-        .prefetch_related(_identities())
+        queryset.select_related("conversation__contact", *(name for name in also if "__" not in name))
+        .only(*TASK_LINE_FIELDS, *also)
         .annotate(preview=_last_message_preview())
     )
 
@@ -82,6 +97,7 @@ class AgentBar:
     queues: list[Queue]
     served_queue_ids: set[int]
     load: list[tuple[str, int, int]]  # (channel, active, capacity)
+    pick_queue_ids: set[int] = field(default_factory=set)  # the pick-mode queues served
 
 
 @dataclass
@@ -99,7 +115,8 @@ def agent_bar(membership: Membership) -> AgentBar:
     )
     allowed = set(state.allowed_queues.values_list("pk", flat=True)) if state.pk else set()
     served = set(state.served_queues.values_list("pk", flat=True)) if state.pk else set()
-    queues = [q for q in Queue.objects.order_by("name") if not allowed or q.pk in allowed]
+    every_queue = list(Queue.objects.order_by("name"))
+    queues = [q for q in every_queue if not allowed or q.pk in allowed]
     loads, _ = agent_loads([membership.pk])
     active = loads.get(membership.pk, {})
     capacity = {**routing.DEFAULT_CAPACITY, **(state.capacity or {})}
@@ -112,16 +129,19 @@ def agent_bar(membership: Membership) -> AgentBar:
         queues=queues,
         served_queue_ids=served,
         load=load,
+        pick_queue_ids={q.pk for q in every_queue if q.pick_mode and q.pk in served},
     )
 
 
-def agent_task_list(membership: Membership) -> TaskList:
+def agent_task_list(membership: Membership, *, pick_queue_ids: set[int] | None = None) -> TaskList:
     """Offers waiting for the agent's answer, the tasks they hold (conversations and To Do items),
-    and the tasks they may pick from pick-mode queues they serve."""
+    and the tasks they may pick from pick-mode queues they serve: three queries (four with identities
+    to show). `pick_queue_ids`: those queues, when the caller has read them (the workspace has, for
+    the status bar); the picks are then not read at all when there are none."""
     offers = list(
         Offer.objects.filter(agent=membership, status=OfferStatus.PENDING)
-        .select_related("task__queue", "task__conversation__contact")
-        .prefetch_related(_identities("task__conversation"))
+        .select_related("task__conversation__contact")
+        .only("public_id", "expires_at", "task", *(f"task__{name}" for name in TASK_LINE_FIELDS))
         .annotate(preview=_last_message_preview("task__conversation"))
         .order_by("expires_at", "pk")
     )
@@ -129,24 +149,26 @@ def agent_task_list(membership: Membership) -> TaskList:
         assignee=membership,
         status__in=(TaskStatus.PENDING, TaskStatus.ASSIGNED, TaskStatus.WRAPPING),
     ).exclude(kind=TaskKind.CONVERSATION, status=TaskStatus.PENDING)
-    served = AgentState.objects.filter(membership=membership).values("served_queues")
-    pickable = Task.objects.filter(
-        status=TaskStatus.PENDING,
-        kind=TaskKind.CONVERSATION,
-        queue__pick_mode=True,
-        queue__in=served,
-    )
-    return TaskList(
-        offers=offers,
-        tasks=list(_conversation_tasks(held).order_by("created_at", "pk")),
-        picks=list(_conversation_tasks(pickable).order_by("created_at", "pk")[:50]),
-    )
+    if pick_queue_ids is None:
+        served = AgentState.objects.filter(membership=membership).values("served_queues")
+        pick_queues = Q(queue__pick_mode=True, queue__in=served)
+    else:
+        pick_queues = Q(queue__in=pick_queue_ids)
+    pickable = Task.objects.filter(pick_queues, status=TaskStatus.PENDING, kind=TaskKind.CONVERSATION)
+    for offer in offers:
+        offer.task.preview = offer.preview  # a task line reads its task's preview
+    tasks = list(_conversation_tasks(held).order_by("created_at", "pk"))
+    picks = list(_conversation_tasks(pickable).order_by("created_at", "pk")[:50]) if pick_queue_ids != set() else []
+    _identify_the_nameless([offer.task for offer in offers] + tasks + picks)
+    return TaskList(offers=offers, tasks=tasks, picks=picks)
 
 
-def unassigned_tasks(limit: int = 50) -> QuerySet[Task]:
+def unassigned_tasks(limit: int = 50) -> list[Task]:
     """Conversation tasks nobody holds yet, oldest first, for the Unassigned view."""
     unassigned = Task.objects.filter(kind=TaskKind.CONVERSATION, status=TaskStatus.PENDING, assignee__isnull=True)
-    return _conversation_tasks(unassigned).order_by("created_at", "pk")[:limit]
+    return _identify_the_nameless(
+        list(_conversation_tasks(unassigned, "queue", "queue__name").order_by("created_at", "pk")[:limit])
+    )
 
 
 @dataclass
@@ -162,7 +184,7 @@ class HistoryEntry:
 class ConversationPane:
     conversation: Conversation
     history: list[HistoryEntry]
-    earlier_before: datetime | None
+    earlier_before: Message | None  # the oldest message shown, when older ones exist
     task: Task | None
     dispositions: list
     templates: list[ReplyTemplate]
@@ -170,7 +192,10 @@ class ConversationPane:
     can_reply: bool
 
 
-HISTORY_WINDOW = 100
+# The messages a pane opens with; older ones come on request ("Show earlier messages"), this many at a
+# time. An agent answers from the last few, and 30 fill a few screens; each one more is read and
+# rendered on every open (100 were a third of the workspace's time).
+HISTORY_WINDOW = 30
 REPLYABLE_STATUSES = ("new", "open", "assigned", "in_progress", "pending")
 # Activity lines that say something a reader of the chat needs; message and note rows show themselves.
 HISTORY_ACTIVITY_KINDS = (
@@ -186,6 +211,30 @@ HISTORY_ACTIVITY_KINDS = (
 )
 
 
+def _named(member_path: str) -> tuple[str, ...]:
+    """The columns that show a member by name (Membership.display_name), for `.only()`."""
+    return (member_path, f"{member_path}__user", *(f"{member_path}__user__{name}" for name in USER_NAME_FIELDS))
+
+
+# What a pane shows of its task (actions.html), of each message, note and activity line
+# (history_entries.html, note.html, context.html): the history reads only these columns, which with
+# their authors' rows cost more to compile and turn into objects than the rows do to read. A
+# template that starts showing another field adds it here (the query-count tests catch a miss).
+USER_NAME_FIELDS = ("username", "first_name", "last_name")
+PANE_TASK_FIELDS = (
+    "public_id", "kind", "status", "conversation", "assignee", "created_at", "wrap_up_due_at",
+    "queue", "queue__disposition_required", "disposition", "disposition__name",
+)  # fmt: skip
+MESSAGE_FIELDS = (
+    "public_id", "conversation", "direction", "body", "delivery_status", "error_code", "error_reason",
+    "send_at", "created_at", *_named("author"),
+)  # fmt: skip
+NOTE_FIELDS = ("public_id", "conversation", "body_html", "created_at", *_named("author"))
+ACTIVITY_FIELDS = (
+    "public_id", "conversation", "kind", "old_value", "new_value", "reason", "created_at", *_named("actor"),
+)  # fmt: skip
+
+
 @dataclass
 class PaneTask:
     """What the pane's actions (End chat, wrap-up, Handled) need: the conversation's task for this
@@ -196,21 +245,17 @@ class PaneTask:
 
 
 def conversation_pane_task(conversation: Conversation, membership: Membership) -> PaneTask:
-    """The conversation's open task, else the last one this agent held (to show it Handled); two or
-    three queries."""
+    """The conversation's open task, else the last one this agent held (to show it Handled), and the
+    dispositions only while this agent wraps it up (the one time the pane offers them); one to three
+    queries."""
+    tasks = Task.objects.select_related("queue", "disposition").only(*PANE_TASK_FIELDS).order_by("-created_at")
     task = (
-        Task.objects.filter(conversation=conversation, kind=TaskKind.CONVERSATION)
+        tasks.filter(conversation=conversation, kind=TaskKind.CONVERSATION)
         .exclude(status__in=(TaskStatus.COMPLETED, TaskStatus.CANCELED))
-        .select_related("queue", "disposition")
-        .order_by("-created_at")
         .first()
-    ) or (
-        Task.objects.filter(conversation=conversation, kind=TaskKind.CONVERSATION, assignee=membership)
-        .select_related("queue", "disposition")
-        .order_by("-created_at")
-        .first()
-    )
-    return PaneTask(task=task, dispositions=list(dispositions_for_queue(task.queue if task else None)))
+    ) or tasks.filter(conversation=conversation, kind=TaskKind.CONVERSATION, assignee=membership).first()
+    wrapping = task is not None and task.status == TaskStatus.WRAPPING and task.assignee_id == membership.pk
+    return PaneTask(task=task, dispositions=list(dispositions_for_queue(task.queue)) if wrapping else [])
 
 
 def conversation_pane(
@@ -241,31 +286,42 @@ def reply_templates() -> list[ReplyTemplate]:
     return list(ReplyTemplate.objects.filter(is_active=True).order_by("shortcut"))
 
 
-def _history(conversation: Conversation, before: datetime | None = None) -> tuple[list[HistoryEntry], datetime | None]:
-    """The newest HISTORY_WINDOW messages (before `before`, when given) with the notes and activity
-    lines of the same stretch, oldest first; and, when older messages exist, the time to ask
-    "Show earlier" for. A long history costs the same to open as a short one."""
+def _history(conversation: Conversation, before: Message | None = None) -> tuple[list[HistoryEntry], Message | None]:
+    """The newest HISTORY_WINDOW messages (older than the message `before`, when given) with the
+    notes and activity lines of the same stretch, oldest first; and, when older messages exist, the
+    oldest one shown, to ask "Show earlier" before. A long history costs the same to open as a short one.
+
+    Messages page by (created_at, id), the order the history shows them in, so that messages written
+    in the same instant (an import, a burst) are neither skipped nor shown twice at a page's edge."""
     messages = Message.objects.filter(conversation=conversation)
     notes = conversation.notes.all()
     activity = Activity.objects.filter(conversation=conversation, kind__in=HISTORY_ACTIVITY_KINDS)
     if before is not None:
-        messages, notes, activity = (rows.filter(created_at__lt=before) for rows in (messages, notes, activity))
-    newest = list(messages.select_related("author__user").order_by("-created_at", "-id")[: HISTORY_WINDOW + 1])
+        messages = messages.filter(
+            Q(created_at__lt=before.created_at) | Q(created_at=before.created_at, pk__lt=before.pk)
+        )
+        notes, activity = (rows.filter(created_at__lt=before.created_at) for rows in (notes, activity))
+    newest = list(
+        messages.select_related("author__user")
+        .only(*MESSAGE_FIELDS)
+        .annotate(has_files=_has_files())
+        .order_by("-created_at", "-id")[: HISTORY_WINDOW + 1]
+    )
     shown = newest[:HISTORY_WINDOW][::-1]
-    earlier_before = shown[0].created_at if len(newest) > HISTORY_WINDOW else None
+    earlier_before = shown[0] if len(newest) > HISTORY_WINDOW else None
     if earlier_before is not None:
-        notes, activity = notes.filter(created_at__gte=earlier_before), activity.filter(created_at__gte=earlier_before)
+        notes, activity = (rows.filter(created_at__gte=earlier_before.created_at) for rows in (notes, activity))
     attach_files(shown)
     entries = sorted(
         chain(
             (HistoryEntry("message", m.created_at, m) for m in shown),
             (
                 HistoryEntry("note", n.created_at, n)
-                for n in notes.select_related("author__user").order_by("created_at", "id")
+                for n in notes.select_related("author__user").only(*NOTE_FIELDS).order_by("created_at", "id")
             ),
             (
                 HistoryEntry("activity", a.created_at, a)
-                for a in activity.select_related("actor__user").order_by("created_at", "id")
+                for a in activity.select_related("actor__user").only(*ACTIVITY_FIELDS).order_by("created_at", "id")
             ),
         ),
         key=lambda entry: entry.at,
@@ -274,19 +330,30 @@ def _history(conversation: Conversation, before: datetime | None = None) -> tupl
 
 
 def conversation_history_before(
-    conversation: Conversation, before: datetime
-) -> tuple[list[HistoryEntry], datetime | None]:
-    """The stretch of history before `before`, for "Show earlier messages"."""
+    conversation: Conversation, before_public_id: str
+) -> tuple[list[HistoryEntry], Message | None]:
+    """The stretch of history before one of the conversation's messages, for "Show earlier
+    messages" (404 for a message of another conversation or tenant); one query more than a pane's."""
+    before = get_in_tenant_or_404(
+        Message.objects.filter(conversation=conversation).only("created_at"), public_id=before_public_id
+    )
     return _history(conversation, before)
 
 
+def _has_files():
+    """Annotated on messages (`has_files`), so attach_files skips its query when none has any."""
+    return Exists(Attachment.objects.filter(message=OuterRef("pk")))
+
+
 def attach_files(messages: list[Message]) -> list[Message]:
-    """Give each message its attachments as `files`, in one query for all of them.
+    """Give each message its attachments as `files`, in one query for all of them (none when every
+    message was read with `has_files` false: most of a chat is text).
 
     Not prefetch_related: it builds a related manager per message, which on a 500-message history
     cost more than rendering it."""
     files: dict[int, list[Attachment]] = defaultdict(list)
-    for attachment in Attachment.objects.filter(message_id__in=[m.pk for m in messages]).order_by("created_at", "id"):
+    with_files = [m.pk for m in messages if getattr(m, "has_files", True)]
+    for attachment in Attachment.objects.filter(message_id__in=with_files).order_by("created_at", "id"):
         files[attachment.message_id].append(attachment)
     for message in messages:
         message.files = files.get(message.pk, [])

@@ -5,8 +5,6 @@ A rule a service refuses (an offer already taken, a disposition missing) is a Do
 middleware answers 409 with the message, and the desktop shows it without touching the screen.
 """
 
-from datetime import datetime
-
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
 from django.shortcuts import render
@@ -63,12 +61,13 @@ def workspace(request):
     opened = []
     if wanted := request.GET.get("open"):
         opened.append(fragments.conversation_pane(selectors.conversation_for_pane(wanted), membership))
+    bar = selectors.agent_bar(membership)
     return render(
         request,
         "desktop/workspace.html",
         {
-            "bar": selectors.agent_bar(membership),
-            "tasks": selectors.agent_task_list(membership),
+            "bar": bar,
+            "tasks": selectors.agent_task_list(membership, pick_queue_ids=bar.pick_queue_ids),
             "opened": opened,
             "position": realtime.member_event_position(membership.tenant_id, membership.pk),
         },
@@ -98,12 +97,12 @@ def conversation(request, public_id: str):
 @require_GET
 @member_required()
 def history_earlier(request, public_id: str):
-    """The stretch of a conversation's history before `before` (the "Show earlier messages" button)."""
+    """The stretch of a conversation's history before the message `before` (the "Show earlier
+    messages" button)."""
     found = selectors.conversation_for_pane(public_id)
-    try:
-        before = datetime.fromisoformat(request.GET.get("before", ""))
-    except ValueError:
-        return HttpResponse("Say which time to show the history before.", status=400)
+    before = request.GET.get("before", "")
+    if not before:
+        return HttpResponse("Say which message to show the history before.", status=400)
     entries, earlier_before = selectors.conversation_history_before(found, before)
     return HttpResponse(fragments.history_earlier(found, request.membership, entries, earlier_before))
 

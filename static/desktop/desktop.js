@@ -424,6 +424,19 @@
         if (box) box.focus();
       }
     });
+    // "Show earlier messages" is replaced by what it loaded: a keyboard user stays in the history,
+    // on the next such button, or on the history itself once the first message is shown.
+    var earlierIn = null;
+    document.body.addEventListener("htmx:beforeSwap", function (event) {
+      var button = event.detail.elt;
+      earlierIn = button && button.matches && button.matches("[data-history-earlier]") &&
+        document.activeElement === button ? button.closest(".history") : null;
+    });
+    document.body.addEventListener("htmx:afterSettle", function () {
+      if (!earlierIn) return;
+      (earlierIn.querySelector("[data-history-earlier]") || earlierIn).focus({ preventScroll: true });
+      earlierIn = null;
+    });
 
     var first = document.querySelector("[data-pane]");
     if (first) showPane(first.getAttribute("data-pane"));
