@@ -5,9 +5,15 @@ import time
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from channels_inbound.models import ChannelEndpoint, InboundMedia, MediaFetchStatus, Provider
+from channels_inbound.models import (
+    ChannelEndpoint,
+    InboundEvent,
+    InboundMedia,
+    InboundOutcome,
+    MediaFetchStatus,
+    Provider,
+)
 from contactcenter.tenancy import dangerously_all_tenants
-
 
 # Endpoints found by webhooks, kept in this process for a few seconds: (address, account sid) ->
 # (when read, endpoint). Reading one cost two round trips per webhook (the query and switching the
@@ -105,8 +111,6 @@ def inbound_media_pending_before(*, created_before) -> list[tuple[int, int, str]
 def inbound_events_waiting(*, kinds, limit: int, excluding=()) -> list:
     """The tenant's events of `kinds` not yet stored, oldest first, with their endpoints (runs inside
     the tenant)."""
-    from channels_inbound.models import InboundEvent, InboundOutcome
-
     return list(
         InboundEvent.objects.filter(outcome=InboundOutcome.RECEIVED, kind__in=kinds, provider=Provider.TWILIO)
         .exclude(pk__in=excluding)
@@ -118,8 +122,6 @@ def inbound_events_waiting(*, kinds, limit: int, excluding=()) -> list:
 def tenants_with_inbound_events_waiting(*, kinds, received_before) -> list[int]:
     """Tenants with an event of `kinds` not stored since before `received_before` (across tenants:
     for the recovery sweep)."""
-    from channels_inbound.models import InboundEvent, InboundOutcome
-
     with dangerously_all_tenants():
         return list(
             InboundEvent.objects.filter(

@@ -17,14 +17,12 @@ agents with SKIP LOCKED, so they never wait for anyone. Every move of an offer h
 lock, so an offer's answer and its task's status change together.
 """
 
-import contextlib
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Case, F, IntegerField, Q, QuerySet, Value, When
 from django.db.models.functions import Coalesce
@@ -32,6 +30,7 @@ from django.utils import timezone
 
 from channels_inbound.models import Channel
 from contactcenter import realtime
+from contactcenter.enqueue import enqueue_unless_waiting, waiting_mark_clear
 from contactcenter.errors import AlreadyTaken, DomainError, TransitionNotAllowed
 from contactcenter.models import Membership, Tenant
 from contactcenter.tenancy import CrossTenantWrite, current_tenant_id
@@ -639,18 +638,10 @@ def routing_request(*, tenant_id: int) -> None:
     def enqueue() -> None:
         from tasks import jobs  # tasks.jobs imports this module
 
-        try:
-            if not cache.add(_routing_pending_key(tenant_id), 1, timeout=ROUTING_PENDING_SECONDS):
-                return
-        except Exception:  # no Redis for the mark: enqueue anyway (that may fail too, below)
-            logger.warning("could not mark routing as pending for tenant %s", tenant_id, exc_info=True)
-        try:
-            jobs.route_tenant.delay(tenant_id)
-        except Exception:
-            # The change is committed; a lost trigger is repaired by the reaper's routing nudge.
-            logger.exception("could not enqueue routing for tenant %s", tenant_id)
-            with contextlib.suppress(Exception):
-                cache.delete(_routing_pending_key(tenant_id))
+        # The change is committed; a lost trigger is repaired by the reaper's routing nudge.
+        enqueue_unless_waiting(
+            jobs.route_tenant, tenant_id, mark=_routing_pending_key(tenant_id), seconds=ROUTING_PENDING_SECONDS
+        )
 
     enqueue.routing_tenant_id = tenant_id
     if connection.in_atomic_block and any(
@@ -697,10 +688,7 @@ def routing_run(*, tenant_id: int, queue_ids=None) -> list[Offer]:
     if current_tenant_id() != tenant_id:
         raise CrossTenantWrite(f"routing_run for tenant {tenant_id} must run inside that tenant's context")
     if queue_ids is None:  # a full run starts now: what commits from here on needs a job of its own
-        try:
-            cache.delete(_routing_pending_key(tenant_id))
-        except Exception:  # the mark expires by itself
-            logger.warning("could not clear the routing mark of tenant %s", tenant_id, exc_info=True)
+        waiting_mark_clear(_routing_pending_key(tenant_id))
     now = timezone.now()
     with transaction.atomic():
         queues = Queue.objects.filter(pick_mode=False).prefetch_related("required_skills")

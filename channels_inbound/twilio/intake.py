@@ -25,7 +25,6 @@ from contextlib import suppress
 from datetime import timedelta
 
 from django import forms
-from django.core.cache import cache
 from django.db import connection, transaction
 from django.http import HttpResponse
 from django.utils import timezone
@@ -35,6 +34,7 @@ from channels_inbound.selectors import inbound_events_waiting, tenants_with_inbo
 from channels_inbound.services import inbound_event_finish, inbound_event_record, unrouted_event_record
 from channels_inbound.twilio.forms import first_error
 from channels_inbound.twilio.signature import form_fields_as_signed, twilio_signature_is_valid
+from contactcenter.enqueue import enqueue_unless_waiting, waiting_mark_clear
 from contactcenter.errors import DomainError
 from contactcenter.tenancy import tenant_context
 
@@ -153,15 +153,9 @@ def inbound_events_process_request(*, tenant_id: int) -> bool:
     enqueued."""
     from channels_inbound import jobs  # jobs imports this module
 
-    try:
-        if cache.add(_process_pending_key(tenant_id), 1, timeout=PROCESS_PENDING_SECONDS):
-            jobs.process_inbound_events.delay(tenant_id)
-            return True
-    except Exception:
-        logger.warning("could not enqueue the processing of tenant %s's inbound events", tenant_id, exc_info=True)
-        with suppress(Exception):
-            cache.delete(_process_pending_key(tenant_id))
-    return False
+    return enqueue_unless_waiting(
+        jobs.process_inbound_events, tenant_id, mark=_process_pending_key(tenant_id), seconds=PROCESS_PENDING_SECONDS
+    )
 
 
 def twilio_events_process(*, tenant_id: int) -> int:
@@ -175,8 +169,7 @@ def twilio_events_process(*, tenant_id: int) -> int:
     """
     from channels_inbound.twilio.replay import twilio_event_store
 
-    with suppress(Exception):
-        cache.delete(_process_pending_key(tenant_id))
+    waiting_mark_clear(_process_pending_key(tenant_id))
     done, failed_here = 0, set()
     with tenant_context(tenant_id):
         while True:
