@@ -168,20 +168,6 @@ def _give_customers_to_agents(base_url: str, customers, members) -> dict[int, li
     return given
 
 
-def _until_logged_stored(timeout: float) -> float:
-    """Seconds until no message the webhook logged waits for the worker to store it."""
-    from channels_inbound.models import InboundEvent, InboundOutcome
-    from contactcenter.tenancy import dangerously_all_tenants
-
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        with dangerously_all_tenants():  # the drill's own read-back
-            if not InboundEvent.objects.filter(outcome=InboundOutcome.RECEIVED).exists():
-                break
-        time.sleep(0.2)
-    return time.monotonic() - started
-
-
 def _until_stored(count: int, timeout: float = 120) -> None:
     """Wait for the worker to store the first messages (the webhook answers once it has logged one)."""
     from contactcenter.tenancy import dangerously_all_tenants
@@ -253,7 +239,7 @@ class Run:
             await traffic
             # The worker stores what the webhook logged: wait until it has caught up. Then every
             # message stored by now, however recent, must reach its screen.
-            caught_up = await loop.run_in_executor(self.database, _until_logged_stored, SETTLE_SECONDS)
+            caught_up, _ = await loop.run_in_executor(self.database, harness.until_inbound_stored, SETTLE_SECONDS)
             say(f"traffic stopped; the worker had stored every logged message {caught_up:.1f} s later")
             settled = await self._watch(time.monotonic(), SETTLE_SECONDS, until_all_back=True, lag=0)
             say(f"traffic stopped; screens settled in {settled['all_back']:.1f} s")

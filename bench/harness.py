@@ -385,6 +385,24 @@ def all_tenants_cursor():
         yield cursor
 
 
+def until_inbound_stored(timeout: float, *, offered: bool = False) -> tuple[float, int]:
+    """Poll until no message the webhook logged waits for the worker to store it (the webhook answers
+    before; channels_inbound.twilio.intake) and, with `offered`, no task waits for routing to offer
+    it. Returns (seconds waited, how many still waited at the end: 0 unless `timeout` passed)."""
+    sql = "SELECT count(*) FROM channels_inbound_inboundevent WHERE outcome = 'received'"
+    if offered:
+        sql = f"SELECT ({sql}) + (SELECT count(*) FROM tasks_task WHERE status = 'pending')"
+    started, waiting = time.monotonic(), None
+    while time.monotonic() - started < timeout:
+        with all_tenants_cursor() as cursor:
+            cursor.execute(sql)
+            (waiting,) = cursor.fetchone()
+        if not waiting:
+            break
+        time.sleep(0.2)
+    return time.monotonic() - started, waiting or 0
+
+
 def plain_conninfo() -> str:
     """A libpq connection string for the stage's database, for limits measured with plain psycopg."""
     from django.db import connection

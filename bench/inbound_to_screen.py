@@ -77,7 +77,7 @@ def measure(stage: Stage, options: argparse.Namespace) -> list[Figure]:
     step = result["steps"][0]
     say(f"webhooks: {step['ok']}/{step['count']} answered 2xx, p50 {step['service_p50_ms']:.1f} ms, "
         f"p99 {step['service_p99_ms']:.1f} ms (answer time)")  # fmt: skip
-    waited = _until_stored_and_offered(timeout=options.drain_timeout)
+    waited, _ = harness.until_inbound_stored(options.drain_timeout, offered=True)
     say(f"every logged message was stored and its task offered {waited:.1f} s after the load")
     time.sleep(5)  # the last offers on their way
 
@@ -99,25 +99,6 @@ def measure(stage: Stage, options: argparse.Namespace) -> list[Figure]:
                note=f"{sockets.connected:,} agents connected, {options.rate:g} msgs/s for {options.seconds:g} s; "
                     f"{unmatched} of {count:,} messages never reached a screen"),
     ]  # fmt: skip
-
-
-def _until_stored_and_offered(*, timeout: float) -> float:
-    """Seconds until no logged message waits for the worker to store it (the webhook answers before;
-    channels_inbound.twilio.intake) and no task waits for routing to offer it, so that a backlog
-    shows as latency, not as messages missing."""
-    from bench.harness import all_tenants_cursor
-
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        with all_tenants_cursor() as cursor:
-            cursor.execute(
-                "SELECT (SELECT count(*) FROM channels_inbound_inboundevent WHERE outcome = 'received')"
-                " + (SELECT count(*) FROM tasks_task WHERE status = 'pending')"
-            )
-            if not cursor.fetchone()[0]:
-                break
-        time.sleep(0.5)
-    return time.monotonic() - started
 
 
 def _push_to_idle_agents(agents, socket_of: dict, *, pushes: int) -> list[tuple[int, float]]:

@@ -133,18 +133,9 @@ def backlog_drain(*, since, timeout: float) -> dict:
     """Wait until the worker has stored every logged message (none `received`), then read how fast
     it stored the ones logged from `since` on (the load's, not the raw limit's rows) and how long
     each waited: message created_at - event received_at."""
-    from bench.harness import all_tenants_cursor, percentile
+    from bench.harness import percentile, until_inbound_stored
 
-    load_over = time.monotonic()
-    waiting = None
-    while time.monotonic() - load_over < timeout:
-        with all_tenants_cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM channels_inbound_inboundevent WHERE outcome = 'received'")
-            (waiting,) = cursor.fetchone()
-        if not waiting:
-            break
-        time.sleep(0.5)
-    drained_after = time.monotonic() - load_over
+    drained_after, waiting = until_inbound_stored(timeout)
     with all_tenants_cursor() as cursor:
         cursor.execute(
             "SELECT extract(epoch FROM m.created_at - e.received_at) * 1000, e.received_at, m.created_at"
